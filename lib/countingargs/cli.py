@@ -1,0 +1,143 @@
+"""Command line: ``python -m countingargs <command>``.
+
+    rebuild  --profile quick|standard|full [--only NAME ...] [--force] [-p NAME VALUE ...] [--root DIR]
+    render   [--root DIR]                    jupyter-book build (strict: -W -n --keep-going)
+    build    --profile ... [--only ...]      rebuild, then render
+    params   NAME [--root DIR]               a notebook's parameters and each profile's values
+    list     [--root DIR]                    the notebooks and profiles
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import rebuild as rb
+
+
+def _root(args) -> Path:
+    return Path(args.root).resolve() if args.root else rb.find_root()
+
+
+def _parse_overrides(pairs) -> dict:
+    out = {}
+    for name, raw in pairs or []:
+        try:
+            out[name] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[name] = raw
+    return out
+
+
+def cmd_rebuild(args) -> int:
+    outcomes = rb.rebuild(_root(args), args.profile, args.only or None, args.force,
+                          _parse_overrides(args.param), n_jobs=args.jobs, threads=args.threads)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def cmd_render(args) -> int:
+    root = _root(args)
+    if not (root / "vendor" / "mathjax" / "tex-mml-chtml.js").exists():
+        print("warning: vendor/mathjax is missing (run `make vendor`): math will not render offline",
+              file=sys.stderr)
+    if not (root / "book" / "generated").exists():
+        raise rb.RebuildError("book/generated/ is empty: run `python -m countingargs rebuild` first")
+    t0 = time.perf_counter()
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
+    if args.quiet:
+        cmd.append("-q")
+    rc = subprocess.call(cmd)
+    print(f"render: {'ok' if rc == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f}s "
+          f"-> {root / '_build' / 'html' / 'index.html'}")
+    return rc
+
+
+def cmd_build(args) -> int:
+    rc = cmd_rebuild(args)
+    if rc:
+        return rc
+    return cmd_render(args)
+
+
+def cmd_params(args) -> int:
+    root = _root(args)
+    nbs = rb.list_notebooks(root)
+    if args.name not in nbs:
+        raise rb.RebuildError(f"unknown notebook {args.name!r}; valid notebooks: {', '.join(nbs)}")
+    declared = rb.declared_parameters(nbs[args.name])
+    profiles = rb.load_profiles(root)
+    print(f"{args.name}: parameters (default = standard) and profile overrides")
+    for key, default in declared.items():
+        if key in rb.RUNNER_PARAMS:
+            continue
+        row = [f"  {key} = {default!r}"]
+        for p, prof in profiles.items():
+            over = (prof.get("notebooks", {}).get(args.name) or {})
+            if key in over:
+                row.append(f"[{p}: {over[key]!r}]")
+        print(" ".join(row))
+    print("  (set by the runner: " + ", ".join(rb.RUNNER_PARAMS) + ")")
+    return 0
+
+
+def cmd_list(args) -> int:
+    root = _root(args)
+    profiles = rb.load_profiles(root)
+    print("notebooks: " + ", ".join(rb.list_notebooks(root)))
+    print("profiles:  " + ", ".join(f"{p} (cell timeout {v.get('timeout', 3600)} s)"
+                                     for p, v in profiles.items()))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m countingargs",
+                                 description="Rebuild and render the book 'Counting Arguments, Counted'.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--root", help="book root (default: found from the current directory)")
+
+    for name, fn, hlp in (("rebuild", cmd_rebuild, "execute notebooks with papermill"),
+                          ("build", cmd_build, "rebuild, then render the book")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("--profile", default="standard",
+                       help="quick, standard (default) or full")
+        p.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run (default: all)")
+        p.add_argument("--force", action="store_true", help="rerun even if inputs are unchanged")
+        p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a parameter of the one notebook given with --only (YAML value)")
+        p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
+        p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per notebook (default 1)")
+        p.add_argument("--quiet", action="store_true", help="quieter render (build only)")
+        common(p)
+        p.set_defaults(func=fn)
+    p = sub.add_parser("render", help="jupyter-book build, strict")
+    p.add_argument("--quiet", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_render)
+    p = sub.add_parser("params", help="list a notebook's parameters")
+    p.add_argument("name")
+    common(p)
+    p.set_defaults(func=cmd_params)
+    p = sub.add_parser("list", help="list notebooks and profiles")
+    common(p)
+    p.set_defaults(func=cmd_list)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except rb.RebuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

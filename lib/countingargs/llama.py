@@ -1,0 +1,565 @@
+"""The llama analogy (chapter 03): does an extra internal computation cost parameter volume?
+
+Three experiments, one section each:
+
+1. **Exact counting** (:func:`enumerate_threshold_nets`). Threshold networks
+   ``n inputs -> H hidden -> 1 output`` with every weight and bias in ``{-1, 0, 1}``, every
+   configuration counted. Each configuration that implements a target ``f`` is put in one class:
+
+   - ``cancelled``: some hidden unit computes a non-constant function ``g``, is read by the
+     output (output weight != 0), and yet its information never reaches the output: a set of
+     units containing it can be replaced by constants without changing the output function
+     ("drawn, then deleted");
+   - ``unread``: not cancelled, but some hidden unit computes a non-constant ``g`` and has
+     output weight 0 (spare capacity computing something nobody reads);
+   - ``straightforward``: every hidden unit is constant or read and needed.
+
+   Counting is factorised: a hidden unit's function depends only on its own ``n + 1``
+   parameters, so the ``3^(n+1)`` hidden configurations are grouped by the function they
+   compute (with multiplicities) and only tuples of distinct functions times the ``3^(H+1)``
+   output configurations are enumerated. :func:`enumerate_bruteforce` counts the same classes
+   configuration by configuration (for checking).
+2. **Sampling** (:func:`sample_llamas`). Random ReLU networks 7->40->40->1 on the 7-bit cube;
+   among those implementing a target ``f``, how many have a hidden unit computing a feature
+   ``g`` of input bits that ``f`` ignores, and does that unit feed the output?
+3. **Trained networks** (:func:`train_llama_pairs` and helpers). MLPs on ``load_digits``,
+   trained plainly or with an auxiliary head forcing an irrelevant nonlinear feature into
+   hidden layer 2, compared by LLC and local volume (:mod:`countingargs.llc`) at matched loss.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+CLASSES = ("straightforward", "unread", "cancelled")
+STRAIGHT, UNREAD, CANCELLED = 0, 1, 2
+#: per-unit status codes of :func:`classify`
+UNIT_CONST, UNIT_UNREAD, UNIT_USED, UNIT_CANCELLED = 0, 1, 2, 3
+
+
+# =============================================================================================
+# 1. exact counting
+def cube(n: int) -> torch.Tensor:
+    """All ``2^n`` points of ``{0,1}^n`` as an int tensor ``(2^n, n)``; row ``i`` is the binary
+    expansion of ``i`` with bit ``k`` (value ``2^k``) in column ``k``."""
+    if not 1 <= n <= 12:
+        raise ValueError(f"n must be in 1..12, got {n}")
+    i = torch.arange(2 ** n)
+    return ((i[:, None] >> torch.arange(n)[None, :]) & 1).to(torch.int64)
+
+
+def ternary_grid(d: int) -> torch.Tensor:
+    """All ``3^d`` vectors in ``{-1,0,1}^d``: ``(3^d, d)`` int64, lexicographic."""
+    if d < 0 or 3 ** d > 50_000_000:
+        raise ValueError(f"3^{d} configurations is too many to list")
+    if d == 0:
+        return torch.zeros(1, 0, dtype=torch.int64)
+    g = torch.cartesian_prod(*[torch.tensor([-1, 0, 1])] * d)
+    return g.reshape(-1, d).to(torch.int64)
+
+
+def func_code(bits: torch.Tensor) -> torch.Tensor:
+    """Encode truth tables ``(..., X)`` of 0/1 as integers ``sum_x bits[x] 2^x`` (``X <= 62``)."""
+    x = bits.shape[-1]
+    if x > 62:
+        raise ValueError(f"truth tables of {x} rows do not fit in int64")
+    return (bits.to(torch.int64) << torch.arange(x)).sum(-1)
+
+
+def hidden_functions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct functions one threshold unit ``[w.x + b > 0]`` computes on ``{0,1}^n`` with
+    ``w in {-1,0,1}^n, b in {-1,0,1}``: truth tables ``(G, 2^n)`` (0/1, int64, sorted by code)
+    and multiplicities ``(G,)`` (how many of the ``3^(n+1)`` configurations compute each)."""
+    x = cube(n)
+    cfg = ternary_grid(n + 1)
+    bits = ((x @ cfg[:, :n].T + cfg[:, n]) > 0).T.to(torch.int64)  # (3^(n+1), X)
+    codes = func_code(bits)
+    uniq, inv, counts = torch.unique(codes, return_inverse=True, return_counts=True)
+    first = torch.zeros(len(uniq), dtype=torch.long).scatter_(0, inv, torch.arange(len(codes)))
+    return bits[first], counts
+
+
+def _variants(h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (non-empty subset S of units, constant assignment on S): masks and constants
+    ``(V, H)``."""
+    masks, consts = [], []
+    for r in range(1, h + 1):
+        for sub in itertools.combinations(range(h), r):
+            for vals in itertools.product((0, 1), repeat=r):
+                m, k = [0] * h, [0] * h
+                for j, val in zip(sub, vals):
+                    m[j], k[j] = 1, val
+                masks.append(m)
+                consts.append(k)
+    return torch.tensor(masks), torch.tensor(consts)
+
+
+def classify(hidden: torch.Tensor, v: torch.Tensor, c: torch.Tensor):
+    """Classify threshold networks given their hidden truth tables and output layer.
+
+    ``hidden``: ``(R, H, X)`` 0/1 (unit ``j``'s value on each input), ``v``: ``(R, H)`` output
+    weights, ``c``: ``(R,)`` output bias. The output is ``[v.h + c > 0]``.
+
+    Returns ``(out_code (R,), net_class (R,), unit_status (R, H))``: the output function's
+    code (:func:`func_code`), the class (``STRAIGHT``/``UNREAD``/``CANCELLED``) and per-unit
+    status (``UNIT_CONST``/``UNIT_UNREAD``/``UNIT_USED``/``UNIT_CANCELLED``). A read,
+    non-constant unit is *cancelled* when some set of units containing it can be replaced by
+    constants (each 0 or 1) without changing the output on any input.
+    """
+    if hidden.dim() != 3 or v.shape != hidden.shape[:2] or c.shape != hidden.shape[:1]:
+        raise ValueError(f"shapes: hidden (R, H, X), v (R, H), c (R,); got {tuple(hidden.shape)}, "
+                         f"{tuple(v.shape)}, {tuple(c.shape)}")
+    hidden, v, c = hidden.to(torch.int64), v.to(torch.int64), c.to(torch.int64)
+    h = hidden.shape[1]
+    vh = (v[:, :, None] * hidden).to(torch.float32)  # (R, H, X): unit j's contribution
+    pre = vh.sum(1) + c[:, None].to(torch.float32)  # (R, X)
+    out = pre > 0
+    nonconst = (hidden.amax(-1) != hidden.amin(-1))  # (R, H)
+    read = v != 0
+    masks, consts = _variants(h)  # (V, H)
+    # pre' = pre - sum_{j in S} v_j h_j(x) + sum_{j in S} v_j const_j   (small integers: exact)
+    removed = torch.einsum("vh,rhx->vrx", masks.to(torch.float32), vh)  # (V, R, X)
+    added = (masks * consts).to(torch.float32) @ v.T.to(torch.float32)  # (V, R)
+    same = (((pre[None] - removed + added[:, :, None]) > 0) == out[None]).all(-1)  # (V, R)
+    removable = (same.to(torch.float32).T @ masks.to(torch.float32)) > 0  # (R, H)
+    status = torch.full_like(v, UNIT_CONST)
+    status[nonconst & ~read] = UNIT_UNREAD
+    status[nonconst & read] = UNIT_USED
+    status[nonconst & read & removable] = UNIT_CANCELLED
+    net = torch.full((len(c),), STRAIGHT, dtype=torch.int64)
+    net[(status == UNIT_UNREAD).any(1)] = UNREAD
+    net[(status == UNIT_CANCELLED).any(1)] = CANCELLED
+    return func_code(out.to(torch.int64)), net, status
+
+
+def enumerate_threshold_nets(n: int, h: int, chunk: int = 65536) -> dict:
+    """Exact class counts for every target function of ``n`` inputs, ``h`` hidden units.
+
+    Returns a dict: ``n, h, n_params`` (``h (n+1) + h + 1``), ``n_configs`` (``3^n_params``),
+    ``counted`` (total weight enumerated; equals ``n_configs``), ``volume`` (``(2^(2^n), 3)``
+    float64 array: configurations implementing each function code, per class), ``g_volume``
+    (``(2^(2^n), G)``: configurations implementing ``f`` in which some cancelled unit computes
+    hidden function ``g``), ``g_unread`` (the same for unread units), ``hidden_bits`` (``(G, X)``)
+    and ``hidden_mult`` (``(G,)``).
+    """
+    if n < 1 or h < 1:
+        raise ValueError(f"need n >= 1 and h >= 1, got n={n}, h={h}")
+    if n > 4:
+        raise ValueError(f"n = {n}: 2^(2^n) target functions is too many to tabulate")
+    bits, mult = hidden_functions(n)
+    g_count, x = bits.shape
+    n_codes = 2 ** x
+    out_cfg = ternary_grid(h + 1)  # (O, H+1)
+    o = len(out_cfg)
+    # hidden units are interchangeable (together with their output weights, and every output
+    # configuration is enumerated), so one ordering per multiset of hidden functions suffices,
+    # weighted by its number of distinct orderings
+    combos = torch.tensor(list(itertools.combinations_with_replacement(range(g_count), h)),
+                          dtype=torch.long).reshape(-1, h)
+    n_orders = torch.tensor([math.factorial(h) / math.prod(math.factorial(k) for k in
+                             np.unique(row, return_counts=True)[1]) for row in combos.numpy()],
+                            dtype=torch.float64)
+    n_tuples = len(combos)
+    volume = torch.zeros(n_codes * 3, dtype=torch.float64)
+    g_volume = torch.zeros(n_codes * g_count, dtype=torch.float64)
+    g_unread = torch.zeros(n_codes * g_count, dtype=torch.float64)
+    mult_d = mult.to(torch.float64)
+    rows_per = max(1, chunk // o)
+    for lo in range(0, n_tuples, rows_per):
+        t = torch.arange(lo, min(lo + rows_per, n_tuples))
+        idx = combos[t]  # (T, H)
+        weight = mult_d[idx].prod(1) * n_orders[t]  # (T,)
+        hid = bits[idx]  # (T, H, X)
+        tt = len(t)
+        hid_r = hid[:, None].expand(tt, o, h, x).reshape(tt * o, h, x)
+        v = out_cfg[None, :, :h].expand(tt, o, h).reshape(-1, h)
+        c = out_cfg[None, :, h].expand(tt, o).reshape(-1)
+        code, net, status = classify(hid_r, v, c)
+        w = weight[:, None].expand(tt, o).reshape(-1)
+        volume += torch.bincount(code * 3 + net, weights=w, minlength=n_codes * 3)
+        gi = idx[:, None, :].expand(tt, o, h).reshape(-1, h)
+        for st, acc in ((UNIT_CANCELLED, g_volume), (UNIT_UNREAD, g_unread)):
+            # count each (configuration, g) once even if two units compute the same g
+            is_st = status == st
+            rows = torch.nonzero(is_st.any(1)).squeeze(1)
+            if len(rows) == 0:
+                continue
+            hit = torch.zeros(len(rows), g_count, dtype=torch.int8).scatter_reduce_(
+                1, gi[rows], is_st[rows].to(torch.int8), reduce="amax")
+            r, g = torch.nonzero(hit, as_tuple=True)
+            acc += torch.bincount(code[rows[r]] * g_count + g, weights=w[rows[r]],
+                                  minlength=n_codes * g_count)
+    n_params = h * (n + 1) + h + 1
+    return {"n": n, "h": h, "n_params": n_params, "n_configs": 3 ** n_params,
+            "counted": float(volume.sum()),
+            "volume": volume.reshape(n_codes, 3).numpy(),
+            "g_volume": g_volume.reshape(n_codes, g_count).numpy(),
+            "g_unread": g_unread.reshape(n_codes, g_count).numpy(),
+            "hidden_bits": bits.numpy(), "hidden_mult": mult.numpy()}
+
+
+def enumerate_bruteforce(n: int, h: int) -> np.ndarray:
+    """Class counts per function code by listing every configuration (small sizes only):
+    ``(2^(2^n), 3)`` int64. Independent of the factorisation in
+    :func:`enumerate_threshold_nets`; used to check it."""
+    p = h * (n + 1) + h + 1
+    if 3 ** p > 2_000_000:
+        raise ValueError(f"3^{p} configurations is too many for brute force")
+    x = cube(n)
+    cfg = ternary_grid(p)
+    hw = cfg[:, : h * (n + 1)].reshape(-1, h, n + 1)
+    hidden = ((torch.einsum("xi,rhi->rhx", x, hw[:, :, :n]) + hw[:, :, n:]) > 0).to(torch.int64)
+    v, c = cfg[:, h * (n + 1): h * (n + 1) + h], cfg[:, -1]
+    code, net, _ = classify(hidden, v, c)
+    n_codes = 2 ** (2 ** n)
+    return torch.bincount(code * 3 + net, minlength=n_codes * 3).reshape(n_codes, 3).numpy()
+
+
+def support(code: int, n: int) -> frozenset:
+    """The input variables a Boolean function (given by its code) depends on."""
+    bits = (int(code) >> torch.arange(2 ** n)) & 1
+    dep = set()
+    for k in range(n):
+        flip = torch.arange(2 ** n) ^ (1 << k)
+        if bool((bits != bits[flip]).any()):
+            dep.add(k)
+    return frozenset(dep)
+
+
+def counting_table(res: dict) -> pd.DataFrame:
+    """One row per target function that some configuration implements (constants excluded):
+    ``n, h, f_code, n_support, v_straightforward, v_unread, v_cancelled, v_total,
+    share_cancelled, share_extra, n_llamas_naive, n_llamas_cancelled, sum_g_cancelled,
+    log10_ratio_cancelled`` where the ratio is cancelled / not-cancelled volume (nan when the
+    cancelled volume is 0) and ``n_llamas_naive`` is the number of distinct non-constant
+    functions a hidden unit can compute."""
+    n, h = res["n"], res["h"]
+    vol, gv = res["volume"], res["g_volume"]
+    nonconst_g = int(((res["hidden_bits"].max(1) != res["hidden_bits"].min(1))).sum())
+    x = 2 ** n
+    rows = []
+    for code in np.nonzero(vol.sum(1))[0]:
+        if code == 0 or code == 2 ** x - 1:
+            continue
+        s, u, cnc = vol[code]
+        tot = s + u + cnc
+        rows.append({"n": n, "h": h, "f_code": int(code), "n_support": len(support(int(code), n)),
+                     "v_straightforward": s, "v_unread": u, "v_cancelled": cnc, "v_total": tot,
+                     "share_cancelled": cnc / tot, "share_extra": (u + cnc) / tot,
+                     "n_llamas_naive": nonconst_g,
+                     "n_llamas_cancelled": int((gv[code] > 0).sum()),
+                     "sum_g_cancelled": float(gv[code].sum()),
+                     "log10_ratio_cancelled": (math.log10(cnc / (s + u)) if cnc > 0 and s + u > 0
+                                               else float("nan"))})
+    return pd.DataFrame(rows)
+
+
+# =============================================================================================
+# 2. sampling: random 7 -> 40 -> 40 -> 1 ReLU networks on the 7-bit cube
+def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.DataFrame:
+    """The candidate "llamas": Boolean features of the cube, each kept up to complement.
+
+    Literals ``x_k``; conjunctions of two literals; parities of 2 and 3 bits; ``n_random``
+    random balanced functions (seeded). Bit order follows :func:`countingargs.volume.cube`.
+    Returns a DataFrame ``kind, name, bits`` (``bits``: numpy bool ``(2^n,)``), deduplicated
+    up to complement, constants excluded."""
+    from .volume import cube as vcube
+
+    x = vcube(n_inputs).numpy().astype(bool)
+    rows = []
+    for k in range(n_inputs):
+        rows.append(("literal", f"x{k + 1}", x[:, k]))
+    for i, j in itertools.combinations(range(n_inputs), 2):
+        for si, sj in itertools.product((True, False), repeat=2):
+            rows.append(("conjunction", f"{'' if si else '~'}x{i + 1}&{'' if sj else '~'}x{j + 1}",
+                         (x[:, i] == si) & (x[:, j] == sj)))
+    for r in (2, 3):
+        for sub in itertools.combinations(range(n_inputs), r):
+            rows.append(("parity", "^".join(f"x{k + 1}" for k in sub),
+                         np.logical_xor.reduce(x[:, list(sub)], axis=1)))
+    rng = np.random.default_rng(seed)
+    for i in range(n_random):
+        b = np.zeros(2 ** n_inputs, dtype=bool)
+        b[rng.permutation(2 ** n_inputs)[: 2 ** (n_inputs - 1)]] = True
+        rows.append(("random", f"r{i}", b))
+    seen, out = set(), []
+    for kind, name, b in rows:
+        canon = b if not b[0] else ~b
+        key = canon.tobytes()
+        if key in seen or canon.all() or not canon.any():
+            continue
+        seen.add(key)
+        out.append({"kind": kind, "name": name, "bits": canon})
+    return pd.DataFrame(out)
+
+
+def _canon_words(bits: torch.Tensor) -> torch.Tensor:
+    """``(..., L)`` bool -> packed words of the pattern taken up to complement (bit 0 cleared)."""
+    from .volume import pack_bits
+
+    flip = bits[..., :1]
+    canon = bits ^ flip
+    shape = canon.shape[:-1]
+    return pack_bits(canon.reshape(-1, canon.shape[-1])).reshape(*shape, -1)
+
+
+def _ablate_outputs(layers, hid, out):
+    """Output of each network with each hidden unit replaced by its mean over the inputs.
+
+    ``layers``: volume's transposed ``[(W1_t, b1), (W2_t, b2), (W3_t, b3)]`` for M networks;
+    ``hid``: ``[(M, L, 40), (M, L, 40)]``; ``out``: ``(M, L)``. Returns ``(M, 80, L)``."""
+    (w2t, b2), (w3t, b3) = layers[1], layers[2]
+    h1, h2 = hid
+    w2 = w2t.transpose(1, 2)  # (M, h1, h2)
+    w3 = w3t[:, 0, :]  # (M, h2)
+    d1 = h1 - h1.mean(1, keepdim=True)  # (M, L, h1)
+    z2 = torch.baddbmm(b2.transpose(1, 2), h1, w2)  # (M, L, h2)
+    # layer-1 unit u removed: z2 - d1[..., u, None] * w2[:, u, :]
+    z2a = z2[:, None] - d1.transpose(1, 2)[..., None] * w2[:, :, None, :]  # (M, h1, L, h2)
+    out1 = (torch.relu(z2a) * w3[:, None, None, :]).sum(-1) + b3[:, 0, 0, None, None]
+    d2 = h2 - h2.mean(1, keepdim=True)
+    out2 = out[:, None, :] - d2.transpose(1, 2) * w3[:, :, None]  # (M, h2, L)
+    return torch.cat([out1, out2], 1)
+
+
+def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: torch.Tensor,
+                n_inputs: int = 7, hidden=(40, 40)) -> dict:
+    """Which hidden units of each network compute a feature of the family, and do they matter.
+
+    ``params``: volume's flat buffers ``(M, P)``; ``family_words``: ``(F, W)`` canonical packed
+    features; ``family_bits``: ``(F, L)`` bool. A unit *computes* ``g`` when its active set
+    ``{x : h(x) > 0}`` equals ``g`` or its complement (exact sign pattern). The network's own
+    function ``f`` and its complement are not counted as llamas. A unit *feeds* the output when
+    replacing it by its mean over the inputs changes the sign of the output on some input.
+    A feature is *decodable* from a layer when a least-squares linear read-out (with bias,
+    ridge 1e-6)
+    of that layer's activations gets its sign right on all inputs.
+
+    Returns per network ``(M,)`` tensors: ``out_words (M, W)``, ``n_llama_units``,
+    ``any_llama``, ``any_fed_llama``, ``any_unfed_llama`` (some llama unit, none of the llama
+    units feeds), ``n_distinct_g`` (family features computed exactly by some unit),
+    ``n_decodable`` (family features decodable from either layer), ``n_units_fed``.
+    """
+    from .volume import cube as vcube, forward_block, unpack_params, pack_bits
+
+    x_t = vcube(n_inputs).T.contiguous()
+    out, hid = forward_block(params, x_t, n_inputs, list(hidden), "relu", return_hidden=True)
+    hid = [h.transpose(1, 2).contiguous() for h in hid]  # (M, L, h)
+    layers = unpack_params(params, n_inputs, list(hidden))
+    m, L = out.shape
+    units = torch.cat(hid, 2)  # (M, L, U)
+    act = (units > 0).transpose(1, 2)  # (M, U, L)
+    uw = _canon_words(act)  # (M, U, W)
+    fw = _canon_words(out > 0)  # (M, W)
+    eq = (uw[:, :, None, :] == family_words[None, None]).all(-1)  # (M, U, F)
+    is_f = (family_words[None] == fw[:, None]).all(-1)  # (M, F)
+    eq = eq & ~is_f[:, None, :]
+    llama_unit = eq.any(2)  # (M, U)
+    abl = _ablate_outputs(layers, hid, out)
+    fed = ((abl > 0) != (out > 0)[:, None, :]).any(-1)  # (M, U)
+    # linear decodability from each layer (least squares with bias)
+    t = family_bits.T.to(torch.float32) * 2 - 1  # (L, F)
+    dec = torch.zeros(m, family_bits.shape[0], dtype=torch.bool)
+    for h in hid:
+        a = torch.cat([h, torch.ones(m, L, 1)], 2).double()
+        gram = a.transpose(1, 2) @ a
+        gram = gram + 1e-6 * torch.eye(gram.shape[-1], dtype=gram.dtype)
+        coef = torch.linalg.solve(gram, a.transpose(1, 2) @ t.double())  # (M, h+1, F)
+        pred = (a @ coef).float()  # (M, L, F)
+        dec |= ((pred > 0) == (t > 0)).all(1)
+    dec &= ~is_f
+    return {"out_words": pack_bits(out > 0), "n_llama_units": llama_unit.sum(1),
+            "any_llama": llama_unit.any(1), "any_fed_llama": (llama_unit & fed).any(1),
+            "any_unfed_llama": llama_unit.any(1) & ~(llama_unit & fed).any(1),
+            "n_distinct_g": eq.any(1).sum(1), "n_decodable": dec.sum(1),
+            "n_units_fed": fed.sum(1)}
+
+
+def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float = 1.0,
+                  sigma_b: float = 0.1, n_inputs: int = 7, hidden=(40, 40),
+                  max_analysed: int = 2000, chunk: int = 4096, block: int = 256) -> pd.DataFrame:
+    """Sample ``n_nets`` random networks (volume chapter's sampler and prior) with stream
+    ``seed`` and analyse the hidden units of every network whose function is *constant* or is
+    one of the *target* functions chosen later, plus a uniform subsample of all networks.
+
+    To keep this cheap, at most ``max_analysed`` networks per output group
+    (``"constant"``, ``"nonconstant"``) are analysed, chosen in sampling order (so without
+    looking at their hidden units). Returns one row per analysed network: ``seed, group,
+    f_key`` (hex of the packed function) and the per-network fields of :func:`llama_units`.
+    Also returns the function counts of all sampled networks as ``df.attrs["f_counts"]``
+    (a dict f_key -> count) and ``df.attrs["n_nets"]``.
+    """
+    from .volume import sample_chunk
+
+    fam_bits = torch.as_tensor(np.stack(family["bits"].to_list()))
+    fam_words = _canon_words(fam_bits)
+    counts: dict[str, int] = {}
+    keep = {"constant": [], "nonconstant": []}
+    n_chunks = (n_nets + chunk - 1) // chunk
+    for ci in range(n_chunks):
+        size = min(chunk, n_nets - ci * chunk)
+        ch = sample_chunk(n_inputs, list(hidden), size, sigma_w, sigma_b, "relu", seed, ci)
+        bits = ch.out > 0
+        words = ch.codes.numpy()
+        keys = [w.tobytes().hex() for w in words]
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        const = bits.all(1) | ~bits.any(1)
+        for grp, sel in (("constant", const), ("nonconstant", ~const)):
+            room = max_analysed - sum(len(p) for p, _ in keep[grp])
+            idx = torch.nonzero(sel).squeeze(1)[:max(room, 0)]
+            if len(idx):
+                keep[grp].append((ch.params[idx], [keys[i] for i in idx.tolist()]))
+    rows = []
+    for grp, parts in keep.items():
+        for params, keys in parts:
+            for lo in range(0, len(keys), block):
+                res = llama_units(params[lo:lo + block], fam_words, fam_bits, n_inputs, hidden)
+                d = {k: v.numpy() for k, v in res.items() if k != "out_words"}
+                d.update(seed=seed, group=grp, f_key=keys[lo:lo + block])
+                rows.append(pd.DataFrame(d))
+    df = pd.concat(rows, ignore_index=True)
+    df.attrs["f_counts"] = counts
+    df.attrs["n_nets"] = n_nets
+    return df
+
+
+# =============================================================================================
+# 3. trained networks on load_digits: straightforward vs "draw the llama, then delete it"
+def llama_features(x_train: torch.Tensor, x_other: torch.Tensor, k: int, seed: int):
+    """``k`` irrelevant nonlinear features of the pixels: ``z_j = (p_j . u)(q_j . u)`` with
+    ``u`` the standardised pixels and ``p_j, q_j ~ N(0, I / d)`` fixed by ``seed``, each
+    standardised on the training inputs. A product of two projections has (near) zero linear
+    correlation with the pixels, so a linear read-out of the input cannot recover it: a layer
+    that linearly encodes it has *computed* something, not merely kept the input.
+    Returns ``(z_train (N, k), z_other (N', k))``."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    mu, sd = x_train.mean(0), x_train.std(0) + 0.1
+    g = torch.Generator().manual_seed(int(seed))
+    d = x_train.shape[1]
+    p = torch.randn(d, k, generator=g) / math.sqrt(d)
+    q = torch.randn(d, k, generator=g) / math.sqrt(d)
+
+    def raw(x):
+        u = (x - mu) / sd
+        return (u @ p) * (u @ q)
+
+    zt = raw(x_train)
+    zm, zs = zt.mean(0), zt.std(0)
+    return (zt - zm) / zs, (raw(x_other) - zm) / zs
+
+
+def probe_r2(h_train: torch.Tensor, z_train: torch.Tensor, h_test: torch.Tensor,
+             z_test: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """Held-out R^2 of a ridge linear read-out (with bias) from features ``h`` to targets ``z``.
+
+    ``h_train (M, N, d)`` or ``(N, d)``, ``z_train (N, k)``; returns ``(M, k)`` (or ``(k,)``):
+    ``1 - SSE / SST`` on the test inputs, per target. Features are standardised on the
+    training inputs first; ``ridge`` is relative to the number of training inputs."""
+    single = h_train.dim() == 2
+    if single:
+        h_train, h_test = h_train[None], h_test[None]
+    mu, sd = h_train.mean(1, keepdim=True), h_train.std(1, keepdim=True) + 1e-6
+    a = torch.cat([(h_train - mu) / sd, torch.ones(*h_train.shape[:2], 1)], 2).double()
+    b = torch.cat([(h_test - mu) / sd, torch.ones(*h_test.shape[:2], 1)], 2).double()
+    gram = a.transpose(1, 2) @ a + ridge * a.shape[1] * torch.eye(a.shape[2], dtype=a.dtype)
+    coef = torch.linalg.solve(gram, a.transpose(1, 2) @ z_train.double())
+    pred = b @ coef
+    zt = z_test.double()
+    r2 = 1 - ((pred - zt) ** 2).sum(1) / ((zt - zt.mean(0)) ** 2).sum(0)
+    r2 = r2.float()
+    return r2[0] if single else r2
+
+
+def train_llama_pairs(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, seeds, *,
+                      hidden=(32, 32), aux_weight: float = 1.0, lr: float = 3e-3,
+                      target_loss: float = 0.05, max_steps: int = 3000):
+    """Train, as one batch, a *plain* network and a *llama* network for every seed, from the
+    same initialisation (network ``i`` and ``i + S`` share seed ``seeds[i]``).
+
+    Both minimise the digit cross-entropy (full batch, Adam); the llama network also minimises
+    ``aux_weight`` x the mean squared error of a linear head from the *last hidden layer* to
+    the llama features ``z (N, k)`` ("draw the llama"). Each network is frozen into a snapshot
+    the first step its training cross-entropy is ``<= target_loss`` (matched task loss); the
+    head is then discarded ("delete it").
+
+    Returns ``(model, info)``: a :class:`countingargs.BatchedMLP` of the ``2S`` snapshots (plain
+    first) and a DataFrame ``seed, condition, reached, steps, train_ce, aux_mse``.
+    """
+    from .batched import BatchedMLP, batched_cross_entropy
+
+    seeds = [int(s) for s in seeds]
+    s = len(seeds)
+    if s < 1:
+        raise ValueError("need at least one seed")
+    sizes = [x.shape[1], *hidden, int(y.max()) + 1]
+    model = BatchedMLP(2 * s, sizes, seeds=seeds + seeds)
+    k = z.shape[1]
+    g = torch.Generator().manual_seed(10_007 + seeds[0])
+    head_w = torch.nn.Parameter(torch.randn(2 * s, hidden[-1], k, generator=g) / math.sqrt(hidden[-1]))
+    head_b = torch.nn.Parameter(torch.zeros(2 * s, 1, k))
+    alpha = torch.cat([torch.zeros(s), torch.full((s,), float(aux_weight))])
+    opt = torch.optim.Adam(list(model.parameters()) + [head_w, head_b], lr=lr)
+    snap_w = [w.detach().clone() for w in model.weights]
+    snap_b = [b.detach().clone() for b in model.biases]
+    reached = torch.zeros(2 * s, dtype=torch.bool)
+    steps = torch.full((2 * s,), -1)
+    ce_at = torch.full((2 * s,), float("nan"))
+    aux_at = torch.full((2 * s,), float("nan"))
+    for t in range(max_steps):
+        logits, hid = model(x, return_hidden=True)
+        ce = batched_cross_entropy(logits, y)
+        aux = ((torch.baddbmm(head_b, hid[-1], head_w) - z) ** 2).mean((1, 2))
+        new = (ce.detach() <= target_loss) & ~reached
+        if new.any():
+            for i, w in enumerate(model.weights):
+                snap_w[i][new] = w.detach()[new]
+            for i, b in enumerate(model.biases):
+                snap_b[i][new] = b.detach()[new]
+            reached |= new
+            steps[new] = t
+            ce_at[new] = ce.detach()[new]
+            aux_at[new] = aux.detach()[new]
+        if bool(reached.all()):
+            break
+        opt.zero_grad()
+        (ce + alpha * aux).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        for i in range(len(snap_w)):
+            model.weights[i].copy_(snap_w[i])
+            model.biases[i].copy_(snap_b[i])
+    info = pd.DataFrame({"seed": seeds + seeds, "condition": ["plain"] * s + ["llama"] * s,
+                         "reached": reached.numpy(), "steps": steps.numpy(),
+                         "train_ce": ce_at.numpy(), "aux_mse": aux_at.numpy()})
+    return model, info
+
+
+def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, info) -> pd.DataFrame:
+    """How strongly each network's last hidden layer encodes the llama ``z`` compared with
+    control features ``c`` built the same way, and with the raw input.
+
+    Returns ``info`` with columns ``r2_llama`` (mean held-out probe R^2 over the k llama
+    features), ``r2_controls`` (mean over controls), ``r2_controls_max`` (the best control
+    feature), ``r2_input_llama`` (probe from the pixels), ``specific`` (``r2_llama`` above the
+    per-feature R^2 of every control feature, i.e. above ``r2_controls_max`` taken per
+    feature) and ``llama_rank`` (fraction of control features the llama's mean R^2 beats)."""
+    with torch.no_grad():
+        _, htr = model(x_train, return_hidden=True)
+        _, hte = model(x_test, return_hidden=True)
+    r_l = probe_r2(htr[-1], z_train, hte[-1], z_test)  # (M, k)
+    r_c = probe_r2(htr[-1], c_train, hte[-1], c_test)  # (M, kc)
+    r_in = probe_r2(x_train, z_train, x_test, z_test)  # (k,)
+    out = info.copy()
+    out["r2_llama"] = r_l.mean(1).numpy()
+    out["r2_controls"] = r_c.mean(1).numpy()
+    out["r2_controls_max"] = r_c.max(1).values.numpy()
+    out["r2_input_llama"] = float(r_in.mean())
+    out["llama_rank"] = (r_l.mean(1, keepdim=True) > r_c).float().mean(1).numpy()
+    out["specific"] = (r_l.mean(1) > r_c.max(1).values).numpy()
+    return out

@@ -1,0 +1,163 @@
+"""The whole book, as a reader gets it: every notebook in the quick profile (twice, for
+determinism), the strict render, internal links, and a real browser on every page."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urlparse
+
+import nbformat
+import pytest
+
+from conftest import REPO, copy_book
+from countingargs import rebuild
+
+pytestmark = pytest.mark.slow
+GLUE_RE = re.compile(r"\{glue:text\}`(?:(?P<doc>[^`:]+\.ipynb)::)?(?P<key>[A-Za-z0-9_]+):(?P<fmt>[^`]+)`")
+
+
+def notebooks():
+    return sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_has_an_entry_in_every_profile():
+    profiles = rebuild.load_profiles(REPO)
+    for prof in rebuild.PROFILES:
+        assert set(profiles[prof]["notebooks"]) == set(notebooks()), prof
+        rebuild.plan(REPO, prof)  # every override is a declared parameter of the right type
+
+
+def test_source_notebooks_are_committed_without_outputs():
+    for name in notebooks():
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                assert not c.outputs and c.execution_count is None, name
+        assert sum(c.cell_type == "markdown" and c.source.lstrip().startswith("# ") for c in nb.cells) == 1, \
+            f"{name}: exactly one top-level title"
+
+
+def test_quick_profile_runs_every_notebook(quick_book):
+    for name in notebooks():
+        res = quick_book / "results" / "quick" / name
+        prov = json.loads((res / "provenance.json").read_text())
+        assert prov["profile"] == "quick" and prov["tables"], name
+        assert (quick_book / "book" / "generated" / f"{name}.ipynb").exists()
+        glue = json.loads((res / "glue.json").read_text())
+        assert glue.get("verdict") in {"supports", "contradicts", "mixed"}, f"{name}: verdict {glue.get('verdict')}"
+
+
+def test_quick_profile_is_deterministic(quick_book, tmp_path_factory):
+    root = copy_book(tmp_path_factory.mktemp("quick-b"))
+    outcomes = rebuild.rebuild(root, "quick", log=lambda m: print(m, file=sys.stderr))
+    assert all(o.status == "ran" for o in outcomes), [o.message for o in outcomes]
+    for name in notebooks():
+        a, b = quick_book / "results" / "quick" / name, root / "results" / "quick" / name
+        files = sorted(p.name for p in a.iterdir() if p.suffix == ".csv" or p.name == "glue.json")
+        assert files == sorted(p.name for p in b.iterdir() if p.suffix == ".csv" or p.name == "glue.json")
+        for f in files:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f"{name}/{f} differs between two runs"
+
+
+def test_book_builds_with_zero_warnings(built_html):
+    rc, log, html = built_html
+    assert rc == 0, log[-5000:]
+    assert "WARNING" not in log, [ln for ln in log.splitlines() if "WARNING" in ln][:10]
+    assert (html / "index.html").exists()
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for attr in ("href", "src"):
+            if a.get(attr) and tag in ("a", "img", "link", "script"):
+                self.links.append(a[attr])
+
+
+def _parse(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def test_every_internal_link_resolves(built_html):
+    rc, log, html = built_html
+    assert rc == 0, log[-3000:]
+    broken, checked = [], 0
+    for page in html.rglob("*.html"):
+        for link in _parse(page).links:
+            u = urlparse(link)
+            if u.scheme or link.startswith(("mailto:", "//", "javascript:")):
+                continue
+            target_path, frag = urldefrag(link)
+            target = (page.parent / target_path).resolve() if target_path else page
+            checked += 1
+            if not target.exists():
+                broken.append(f"{page.relative_to(html)} -> {link}")
+            elif frag and target.suffix == ".html" and frag not in _parse(target).ids:
+                broken.append(f"{page.relative_to(html)} -> {link} (no anchor)")
+    assert checked > 50
+    assert not broken, broken[:20]
+
+
+def _expected_glue(html_root: Path, book_root: Path):
+    """(page, text) pairs: every {glue:text} in the book's sources, formatted from glue.json."""
+    out = []
+    sources = [(p, p.read_text()) for p in (book_root / "book").glob("*.md")]
+    for nbp in (book_root / "book" / "generated").glob("*.ipynb"):
+        nb = nbformat.read(nbp, as_version=4)
+        sources.append((nbp, "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    for path, text in sources:
+        page = html_root / path.relative_to(book_root).with_suffix(".html")
+        for m in GLUE_RE.finditer(text):
+            nb_name = Path(m["doc"]).stem if m["doc"] else path.stem
+            glue = json.loads((book_root / "results" / "quick" / nb_name / "glue.json").read_text())
+            assert m["key"] in glue, f"{path.name}: glue key {m['key']} missing from {nb_name}/glue.json"
+            out.append((page, format(glue[m["key"]], m["fmt"])))
+    return out
+
+
+def test_browser_every_page(served_html, browser, quick_book):
+    base, html = served_html
+    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                   if p.name not in ("genindex.html", "search.html"))
+    expected = {}
+    for page, text in _expected_glue(html, quick_book):
+        expected.setdefault(page.relative_to(html).as_posix(), []).append(text)
+    assert expected, "no glued numbers found in the book"
+    problems, math_pages = [], 0
+    for rel in pages:
+        page = browser.new_page()
+        errors, outside, failed = [], [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.on("request", lambda r: outside.append(r.url)
+                if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith("data:") else None)
+        page.goto(f"{base}/{rel}", wait_until="load")
+        page.wait_for_timeout(300)
+        broken_imgs = page.eval_on_selector_all(
+            "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
+        if page.locator("mjx-container").count() or page.locator(".math").count():
+            page.wait_for_selector("mjx-container", timeout=15000)
+            math_pages += 1
+        body = page.inner_text("main") if page.locator("main").count() else page.inner_text("body")
+        for text in expected.get(rel, []):
+            if text not in body:
+                problems.append(f"{rel}: glued value {text!r} not on the page")
+        for what, items in (("console error", errors), ("request outside 127.0.0.1", outside),
+                            ("failed request", failed), ("broken image", broken_imgs)):
+            problems += [f"{rel}: {what}: {i}" for i in items]
+        page.close()
+    assert math_pages >= 1, "no page rendered math"
+    assert not problems, problems[:20]
