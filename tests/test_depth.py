@@ -186,10 +186,44 @@ def test_train_to_loss_stops_each_network_at_the_target():
     assert np.all(free_final[ok] < 0.5 * final[ok])
 
 
-def test_local_volume_limits():
+def test_loss_fn_for_llc_matches_the_model():
+    from countingargs import llc
     t = D.bit_tasks()
     net = D.BatchedResMLP(3, 8, 6, 2, 1, seeds=6)
-    v = D.local_volume(net, t["X"], t["y_parallel"], radii=[0.0, 1e3], n_dirs=8, tol=1e-6)
-    assert np.allclose(v[:, 0], 1.0) and np.allclose(v[:, 1], 0.0)
+    f = D.resmlp_loss_fn(t["X"], t["y_parallel"], n_blocks=2)
+    theta = D.resmlp_params(net)
+    assert torch.allclose(f(theta), D.batched_logistic(net(t["X"]), t["y_parallel"]))
+    # differentiable, as the LLC's Langevin steps need
+    th = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+    (g,) = torch.autograd.grad(f(th).sum(), [th["w1"]])
+    assert g.abs().sum() > 0
+    v = llc.local_volume_batch(f, theta, radii=[0.0, 1e3], tol=1e-6, n_samples=8)
+    assert np.allclose(v["fraction"][:, 0], 1.0) and np.allclose(v["fraction"][:, 1], 0.0)
+    with pytest.raises(ValueError, match="blocks"):
+        D.resmlp_loss_fn(t["X"], t["y_parallel"], n_blocks=3)(theta)
+
+
+def test_radius_at_half():
     r = D.radius_at_half([0.1, 1.0, 10.0], np.array([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0], [0.2, 0.1, 0.0]]))
     assert np.allclose(r, [1.0, 10.0, 0.1])
+
+
+def test_disjoint_ratio_is_the_central_binomial_for_any_depth():
+    for n in (2, 4, 6, 8):
+        for L in range(n, n + 10):
+            c = D.placement_counts(L, n)
+            assert c["parallel_disjoint"] == c["serial"] * math.comb(n, n // 2)
+            assert c["parallel_shared"] >= c["parallel_disjoint"]
+
+
+def test_probe_r2_and_ablation_shapes():
+    gen = torch.Generator().manual_seed(0)
+    t = D.bit_tasks()
+    targets = np.stack([t["g"], t["h"]], axis=1)
+    exact = torch.as_tensor(np.concatenate([targets, np.zeros((256, 2))], axis=1)).float()[None]
+    noise = torch.randn(1, 256, 4, generator=gen)
+    r2 = D.probe_r2(torch.cat([exact, noise]), targets, ridge=1e-9)
+    assert np.allclose(r2[0], 1.0, atol=1e-6) and np.all(r2[1] < 0.2)
+    net = D.BatchedResMLP(2, 8, 6, 3, 1, seeds=8)
+    assert D.subtarget_damage(net, t["X"], targets).shape == (2, 3, 2)
+    assert D.stream_probe_profile(net, t["X"], targets).shape == (2, 4, 2)

@@ -40,6 +40,11 @@ def test_run_writes_tables_glue_and_run_json(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         run.glue("y", float("nan"))
     assert json.loads((tmp_path / "res" / "glue.json").read_text()) == {"x": 0.5, "label": "supports"}
+    run.glue("seconds", 1.25, volatile=True)
+    with pytest.raises(ValueError, match="used twice"):
+        run.glue("seconds", 2.0)
+    assert json.loads((tmp_path / "res" / "volatile.json").read_text()) == {"seconds": 1.25}
+    assert "seconds" not in json.loads((tmp_path / "res" / "glue.json").read_text())
     run.finish(seeds=[0, 1])
     info = json.loads((tmp_path / "res" / "run.json").read_text())
     assert info["seeds"] == [0, 1] and info["figures"] == ["demo-x"] and info["profile"] == "quick"

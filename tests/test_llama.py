@@ -138,13 +138,18 @@ def test_train_llama_pairs_matches_loss_and_encodes_the_llama():
     from countingargs.data import digits_split
 
     d = digits_split()
-    z_tr, z_te = L.llama_features(d.x_pool, d.x_test, 4, seed=1)
-    c_tr, c_te = L.llama_features(d.x_pool, d.x_test, 16, seed=2)
-    x, y, z = d.x_pool[:400], d.y_pool[:400], z_tr[:400]
+    zs = [L.llama_features(d.x_pool[:400], d.x_test, 4, seed=s) for s in (10, 11)]
+    z, z_te = torch.stack([a for a, _ in zs]), torch.stack([b for _, b in zs])  # per-seed llamas
+    c_tr, c_te = L.llama_features(d.x_pool[:400], d.x_test, 16, seed=2)
+    x, y = d.x_pool[:400], d.y_pool[:400]
     model, info = L.train_llama_pairs(x, y, z, [0, 1], hidden=(16, 16),
                                       target_loss=0.3, max_steps=800, lr=1e-2)
     assert info.reached.all()
     assert (info.train_ce <= 0.3).all() and (info.train_ce > 0.2).all()
-    tab = L.encoding_table(model, x, d.x_test, z, z_te, c_tr[:400], c_te, info)
+    tab = L.encoding_table(model, x, d.x_test, z, z_te, c_tr, c_te, info)
     llama, plain = tab[tab.condition == "llama"], tab[tab.condition == "plain"]
     assert llama.r2_llama.min() > plain.r2_llama.max()
+    assert (llama.llama_rank.values > plain.llama_rank.values).all()
+    assert (tab.r2_input_llama < 0.2).all()
+    with pytest.raises(ValueError, match="llama targets"):
+        L.train_llama_pairs(x, y, z[:1], [0, 1], max_steps=1)

@@ -232,3 +232,15 @@ def test_verdict_table_reads_the_right_conditions():
     assert (vt["control_accuracy"] == 1.0).all()
     with pytest.raises(ValueError, match="lacks the conditions"):
         R.verdict_table(pd.DataFrame(rows[:3]))
+
+
+def test_twohop_queries_point_at_the_right_answers(facts):
+    v = facts.vocab
+    for which, answer in [("hop1", facts.city), ("hop2", facts.country()), ("composed", facts.country())]:
+        prompts, cands, correct, kind = R.twohop_queries(facts, which)
+        assert np.array_equal(cands[np.arange(len(correct)), correct, 0], answer)
+        assert np.array_equal(kind == 0, facts.composed_trained)
+    prompts, _, _, _ = R.twohop_queries(facts, "composed")
+    assert (prompts[:, -1] == v.R12).all() and np.array_equal(prompts[:, 1:3], facts.persons)
+    with pytest.raises(ValueError, match="which"):
+        R.twohop_queries(facts, "hop3")

@@ -13,8 +13,10 @@ parallel circuits can sit at many relative depths. This module holds what the ch
 - **Veit et al.'s path-length gradient sampling** (:func:`path_gradient_norms`,
   :func:`path_length_profile`).
 - **Serial vs parallel Boolean tasks** (:func:`bit_tasks`), training to a matched loss
-  (:func:`train_to_loss`), a local-volume measure (:func:`local_volume`) and per-block ablation
-  against the two sub-targets of the parallel task (:func:`subtarget_damage`).
+  (:func:`train_to_loss`), adapters to the shared volume / LLC estimators of
+  :mod:`countingargs.llc` (:func:`resmlp_params`, :func:`resmlp_loss_fn`), and where the two
+  halves of the parallel task are computed (:func:`subproblem_energy`; the probe-based
+  ablation :func:`subtarget_damage` is kept for the record).
 
 Shapes use ``M`` networks, ``L`` blocks, ``B`` examples, ``w`` the stream width.
 """
@@ -264,19 +266,6 @@ class BatchedResMLP(nn.Module):
         """Logits ``(M, B, d_out)`` for ``x (B, d_in)`` or ``(M, B, d_in)``; see :meth:`stream`."""
         return self.head(self.stream(self.embed(x), keep=keep, order=order))
 
-    def repeat(self, r: int) -> "BatchedResMLP":
-        """A new network set of ``M * r`` members: member ``i * r + j`` is a copy of network ``i``."""
-        new = BatchedResMLP.__new__(BatchedResMLP)
-        nn.Module.__init__(new)
-        new.residual, new.n_blocks, new.width = self.residual, self.n_blocks, self.width
-        for name, p in self.named_parameters():
-            setattr(new, name, nn.Parameter(p.detach().repeat_interleave(r, dim=0).clone()))
-        return new
-
-    def flat_params(self) -> torch.Tensor:
-        """All parameters of each network as one vector: ``(M, P)``."""
-        return torch.cat([p.detach().reshape(self.n_models, -1) for p in self.parameters()], dim=1)
-
 
 def batched_logistic(logits: torch.Tensor, y_pm: torch.Tensor) -> torch.Tensor:
     """Per-network mean logistic loss: ``logits (M, B, 1)``, ``y_pm (B,)`` in {-1, +1} -> ``(M,)``."""
@@ -404,7 +393,7 @@ def random_deletion_errors(model: BatchedResMLP, X, y, ks: Sequence[int], n_draw
 @torch.no_grad()
 def reorder_errors(model: BatchedResMLP, X, y, n_swaps: Sequence[int], n_draws: int,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Error after corrupting the block order by ``s`` random swaps of adjacent... any two blocks.
+    """Error after corrupting the block order by ``s`` random transpositions (of any two blocks).
 
     For each ``s`` in ``n_swaps`` and each draw, every network gets its own permutation made of
     ``s`` random transpositions of the identity. Returns ``(errors, kendall_tau)``, both
@@ -540,44 +529,34 @@ def bit_tasks(n_bits: int = 8, gates_g: Sequence[str] = ("xor", "and", "xor"),
     }
 
 
-@torch.no_grad()
-def local_volume(model: BatchedResMLP, X: torch.Tensor, y_pm: torch.Tensor, radii: Sequence[float],
-                 n_dirs: int, tol: float, seed: int = 0, chunk: int = 4096) -> np.ndarray:
-    """Fraction of random weight perturbations that keep the task loss within ``tol``.
+PARAM_NAMES = ("w_in", "b_in", "w1", "b1", "w2", "b2", "w_out", "b_out")
 
-    For each network ``m``, radius ``r`` and ``n_dirs`` directions ``u`` drawn uniformly on the
-    unit sphere of all parameters, checks ``loss(w_m + r u) <= loss(w_m) + tol`` (mean logistic
-    loss on ``X``, ``y_pm``). The directions depend only on ``seed`` and the network's index, so
-    two network sets of the same size get the same directions. Returns ``(M, len(radii))``.
-    A larger fraction means a less constrained solution (more nearby parameter volume).
-    """
-    M = model.n_models
-    base = batched_logistic(model(X), y_pm)
-    names = [n for n, _ in model.named_parameters()]
-    params = [p.detach() for p in model.parameters()]
-    P = sum(p[0].numel() for p in params)
-    out = np.zeros((M, len(radii)))
-    per = max(1, chunk // max(M, 1))  # directions per pass
-    g = torch.Generator().manual_seed(seed)
-    dirs_all = torch.randn(M, n_dirs, P, generator=g)
-    dirs_all /= dirs_all.norm(dim=-1, keepdim=True)
-    for ri, r in enumerate(radii):
-        ok = torch.zeros(M)
-        for start in range(0, n_dirs, per):
-            stop = min(n_dirs, start + per)
-            R = stop - start
-            rep = model.repeat(R)
-            d = dirs_all[:, start:stop].reshape(M * R, P) * float(r)
-            off = 0
-            for name, p in zip(names, params):
-                size = p[0].numel()
-                q = getattr(rep, name)
-                q.data += d[:, off:off + size].reshape(q.shape)
-                off += size
-            loss = batched_logistic(rep(X), y_pm).view(M, R)
-            ok += (loss <= base.view(M, 1) + tol).float().sum(1)
-        out[:, ri] = (ok / n_dirs).numpy()
-    return out
+
+def resmlp_params(model: BatchedResMLP) -> dict[str, torch.Tensor]:
+    """The networks' weights as a dict of detached copies, each with the leading dimension ``M``
+    (``{"w_in": (M, d_in, w), ..., "b_out": (M, 1, d_out)}``): the ``params`` format of
+    :func:`countingargs.llc.local_volume_batch` and :func:`countingargs.llc.estimate_llc_batch`."""
+    return {name: getattr(model, name).detach().clone() for name in PARAM_NAMES}
+
+
+def resmlp_loss_fn(X: torch.Tensor, y_pm: torch.Tensor, n_blocks: int, residual: bool = True):
+    """A batched ``loss_fn`` for :mod:`countingargs.llc`: ``f(theta) -> (B,)``, the mean logistic
+    loss on ``X (N, d_in)``, ``y_pm (N,)`` of each of the ``B`` networks in ``theta`` (a dict as
+    returned by :func:`resmlp_params`, every entry with leading dimension ``B``).
+    Differentiable in ``theta`` (the LLC's Langevin steps need the gradient)."""
+    def f(theta) -> torch.Tensor:
+        missing = [n for n in PARAM_NAMES if n not in theta]
+        if missing:
+            raise KeyError(f"theta lacks {missing}")
+        net = BatchedResMLP.__new__(BatchedResMLP)
+        nn.Module.__init__(net)
+        net.residual, net.n_blocks, net.width = residual, n_blocks, theta["w_in"].shape[-1]
+        if theta["w1"].shape[1] != n_blocks:
+            raise ValueError(f"theta has {theta['w1'].shape[1]} blocks, expected {n_blocks}")
+        for name in PARAM_NAMES:
+            object.__setattr__(net, name, theta[name])
+        return batched_logistic(net(X), y_pm)
+    return f
 
 
 def radius_at_half(radii: Sequence[float], frac: np.ndarray) -> np.ndarray:

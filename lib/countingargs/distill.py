@@ -52,17 +52,20 @@ class TrainResult:
     converged: np.ndarray      # (M,) bool: the convergence criterion held at the end
     final_change: np.ndarray   # (M,) |objective(end) - objective(end - window)|
     curves: pd.DataFrame       # epoch, model, objective, train_ce, val_ce
+    epochs_run: int            # epochs actually run (fewer than asked when all converged early)
 
 
 def train_batched(model: BatchedMLP, x: torch.Tensor, targets: torch.Tensor, temps: torch.Tensor,
                   y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, epochs: int,
                   lr: float, weight_decay: float = 0.0, eval_every: int = 20,
-                  conv_window: int = 500, conv_tol: float = 1e-3, desc: str = "") -> TrainResult:
+                  conv_window: int = 500, conv_tol: float = 1e-3, desc: str = "",
+                  stop_when_converged: bool = False) -> TrainResult:
     """Full-batch Adam on every network at once, keeping each network's best-validation state.
 
     ``x (M, n, d)``, ``targets (M, n, C)`` probabilities, ``temps (M,)``, ``y_train (M, n)``.
     Convergence criterion: the training objective moved by less than ``conv_tol`` (absolute)
-    over the last ``conv_window`` epochs, or fell below ``conv_tol``.
+    over the last ``conv_window`` epochs, or fell below ``conv_tol``. With
+    ``stop_when_converged`` training ends at the first evaluation where every network meets it.
     """
     if conv_window % eval_every or epochs % eval_every:
         raise ValueError("epochs and conv_window must be multiples of eval_every")
@@ -86,6 +89,11 @@ def train_batched(model: BatchedMLP, x: torch.Tensor, targets: torch.Tensor, tem
             history.append(obj.clone())
             rows.append(np.column_stack([np.full(M, epoch), np.arange(M), obj.numpy(),
                                          tr.numpy(), va.numpy()]))
+            k = conv_window // eval_every
+            if stop_when_converged and len(history) > k:
+                done = ((history[-1] - history[-1 - k]).abs() < conv_tol) | (history[-1] < conv_tol)
+                if bool(done.all()):
+                    break
         if epoch == epochs:
             break
         opt.zero_grad(set_to_none=True)
@@ -98,7 +106,8 @@ def train_batched(model: BatchedMLP, x: torch.Tensor, targets: torch.Tensor, tem
     converged = (change < conv_tol) | (hist[-1] < conv_tol)
     curves = pd.DataFrame(np.concatenate(rows), columns=["epoch", "model", "objective", "train_ce", "val_ce"])
     curves[["epoch", "model"]] = curves[["epoch", "model"]].astype(int)
-    return TrainResult(model, best, best_epoch.numpy(), converged.numpy(), change.numpy(), curves)
+    return TrainResult(model, best, best_epoch.numpy(), converged.numpy(), change.numpy(), curves,
+                       int(epoch))
 
 
 def train_teachers(split: DigitsSplit, idx: torch.Tensor, members: int, hidden: int, epochs: int,
@@ -132,60 +141,61 @@ def train_teachers(split: DigitsSplit, idx: torch.Tensor, members: int, hidden: 
 def run_condition_grid(split: DigitsSplit, n_train: int, widths: list[int], temps: list[float],
                        seeds: list[int], teacher: dict, epochs: int, lr: float,
                        conv_window: int, conv_tol: float, idx: torch.Tensor,
-                       eval_every: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       eval_every: int = 20, hard_max_epochs: int | None = None
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train students of each width on hard labels and on the teacher's soft labels at each
-    temperature, all seeds batched. Returns ``(metrics, curves)``: one metrics row per
-    (width, seed, condition, checkpoint in {final, early_stopped})."""
+    temperature, all seeds batched. For a given seed and width every condition starts from the
+    same initial weights. Distilled students train for ``epochs``; hard-label students train
+    until every one of them meets the convergence criterion, or for ``hard_max_epochs``.
+
+    Returns ``(metrics, curves)``: one metrics row per (width, seed, condition, checkpoint in
+    {final, early_stopped}); curves every ``eval_every`` epochs.
+    """
+    hard_max_epochs = hard_max_epochs or epochs
     S = len(seeds)
-    conds = [("hard", 1.0)] + [("distill", float(T)) for T in temps]
+    y_tr_s, x_tr_s = split.y_pool[idx], split.x_pool[idx]            # (S, n), (S, n, d)
     metrics, curves = [], []
-    y_tr_s = split.y_pool[idx]                                        # (S, n)
-    x_tr_s = split.x_pool[idx]                                        # (S, n, d)
     for width in widths:
-        xs, ts, temp_l, ys, labels = [], [], [], [], []
-        for ci, (kind, T) in enumerate(conds):
+        init_seeds = [s * 7919 + width * 104729 + n_train for s in seeds]
+        groups = [("hard", [1.0], hard_max_epochs, True), ("distill", [float(T) for T in temps], epochs, False)]
+        for kind, Ts, budget, stop in groups:
+            labels = [(kind, T, s) for T in Ts for s in seeds]
             if kind == "hard":
-                ts.append(torch.nn.functional.one_hot(y_tr_s, 10).float())
+                targets = torch.nn.functional.one_hot(y_tr_s, 10).float()
             else:
-                ts.append(torch.softmax(teacher["train"] / T, -1))
-            xs.append(x_tr_s)
-            ys.append(y_tr_s)
-            temp_l += [T] * S
-            labels += [(kind, T, s) for s in seeds]
-        x = torch.cat(xs)
-        model = BatchedMLP(len(labels), [64, width, 10], seeds=[
-            s * 7919 + width * 104729 + n_train for (_, _, s) in labels])
-        res = train_batched(model, x, torch.cat(ts), torch.tensor(temp_l), torch.cat(ys),
-                            split.x_val, split.y_val, epochs=epochs, lr=lr,
-                            conv_window=conv_window, conv_tol=conv_tol, eval_every=eval_every,
-                            desc=f"students n={n_train} h={width}")
-        teach_test = teacher["test"].repeat(len(conds), 1, 1)
-        teach_tr = teacher["train"].repeat(len(conds), 1, 1)
-        y_all = torch.cat(ys)
-        for ckpt, net in (("final", res.final), ("early_stopped", res.best)):
-            with torch.no_grad():
-                z_tr, z_va, z_te = net(x), net(split.x_val), net(split.x_test)
-                m = {
-                    "train_ce": hard_ce(z_tr, y_all), "val_ce": hard_ce(z_va, split.y_val),
-                    "test_ce": hard_ce(z_te, split.y_test), "train_acc": accuracy(z_tr, y_all),
-                    "test_acc": accuracy(z_te, split.y_test),
-                    "agree_train": (z_tr.argmax(-1) == teach_tr.argmax(-1)).float().mean(-1),
-                    "agree_test": (z_te.argmax(-1) == teach_test.argmax(-1)).float().mean(-1),
-                }
-            for i, (kind, T, s) in enumerate(labels):
-                row = {"n_train": n_train, "width": width, "seed": s, "condition": kind,
-                       "temperature": T, "checkpoint": ckpt,
-                       "epoch": int(res.best_epoch[i]) if ckpt == "early_stopped" else epochs,
-                       "converged": bool(res.converged[i]),
-                       "final_change": float(res.final_change[i])}
-                row.update({k: float(v[i]) for k, v in m.items()})
-                metrics.append(row)
-        c = res.curves
-        c["n_train"], c["width"] = n_train, width
-        c["condition"] = [labels[i][0] for i in c["model"]]
-        c["temperature"] = [labels[i][1] for i in c["model"]]
-        c["seed"] = [labels[i][2] for i in c["model"]]
-        curves.append(c.drop(columns="model"))
+                targets = torch.cat([torch.softmax(teacher["train"] / T, -1) for T in Ts])
+            reps = len(Ts)
+            x, y_all = x_tr_s.repeat(reps, 1, 1), y_tr_s.repeat(reps, 1)
+            model = BatchedMLP(len(labels), [64, width, 10], seeds=init_seeds * reps)
+            res = train_batched(model, x, targets, torch.tensor([t for (_, t, _) in labels]),
+                                y_all, split.x_val, split.y_val, epochs=budget, lr=lr,
+                                conv_window=conv_window, conv_tol=conv_tol, eval_every=eval_every,
+                                desc=f"{kind} students n={n_train} h={width}", stop_when_converged=stop)
+            teach_test, teach_tr = teacher["test"].repeat(reps, 1, 1), teacher["train"].repeat(reps, 1, 1)
+            for ckpt, net in (("final", res.final), ("early_stopped", res.best)):
+                with torch.no_grad():
+                    z_tr, z_te = net(x), net(split.x_test)
+                    m = {
+                        "train_ce": hard_ce(z_tr, y_all), "val_ce": hard_ce(net(split.x_val), split.y_val),
+                        "test_ce": hard_ce(z_te, split.y_test), "train_acc": accuracy(z_tr, y_all),
+                        "test_acc": accuracy(z_te, split.y_test),
+                        "agree_train": (z_tr.argmax(-1) == teach_tr.argmax(-1)).float().mean(-1),
+                        "agree_test": (z_te.argmax(-1) == teach_test.argmax(-1)).float().mean(-1),
+                    }
+                for i, (_, T, s) in enumerate(labels):
+                    row = {"n_train": n_train, "width": width, "seed": s, "condition": kind,
+                           "temperature": T, "checkpoint": ckpt,
+                           "epoch": int(res.best_epoch[i]) if ckpt == "early_stopped" else res.epochs_run,
+                           "epochs_run": res.epochs_run, "converged": bool(res.converged[i]),
+                           "final_change": float(res.final_change[i])}
+                    row.update({k: float(v[i]) for k, v in m.items()})
+                    metrics.append(row)
+            c = res.curves
+            c["n_train"], c["width"] = n_train, width
+            c["condition"] = kind
+            c["temperature"] = [labels[i][1] for i in c["model"]]
+            c["seed"] = [labels[i][2] for i in c["model"]]
+            curves.append(c.drop(columns="model"))
     return pd.DataFrame(metrics), pd.concat(curves, ignore_index=True)
 
 

@@ -36,7 +36,6 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-Params = "torch.Tensor | Mapping[str, torch.Tensor]"
 
 __all__ = ["estimate_llc", "estimate_llc_batch", "local_volume", "local_volume_batch",
            "default_n_beta", "mlp_loss_fn", "mlp_params", "TOYS", "toy_loss",
@@ -170,7 +169,7 @@ def estimate_llc(loss_fn: Callable, params, n: int, *, step_size: float,
 # ---------------------------------------------------------------------------------------------
 # local volume
 def local_volume_batch(loss_fn: Callable, params, radii, tol: float, n_samples: int = 256,
-                       seed: int = 0, chunk: int = 4096) -> dict:
+                       seed: int = 0, chunk: int = 1024) -> dict:
     """Fraction of random perturbations that keep the loss within ``tol`` of ``L_n(w*)``.
 
     ``params``: ``(K, ...)`` (tensor or dict), K points. For each point and radius ``r``, draw
@@ -178,7 +177,7 @@ def local_volume_batch(loss_fn: Callable, params, radii, tol: float, n_samples: 
     (all tensors together), step ``r`` along each, and count how many keep
     ``L_n(w* + delta) - L_n(w*) <= tol``. The same directions are used for every radius and
     point (common random numbers), so differences between points are not sampling noise of the
-    directions.
+    directions. ``chunk`` perturbed points go to ``loss_fn`` at once (lower it for big models).
 
     Returns ``dict(radii (R,), fraction (K, R), init_loss (K,), mean_increase (K, R))``.
     """

@@ -29,6 +29,13 @@ Evaluation (:func:`score_candidates`, :func:`greedy_answers`, :func:`evaluate`)
     We report greedy exact-match accuracy and the *normalised rank* of the correct answer among
     the candidates: ``(rank - 1) / (C - 1)``, with ties counted at their mean position, so 0 is
     the top, 1 the bottom and 0.5 chance.
+
+Verdict (:func:`verdict_table`, :func:`no_inference_verdict`)
+    For each test in :data:`TESTS` the rank lift (0.5 - normalised rank) per seed, its bootstrap
+    interval over seeds, and the chapter's rule: supports "no silent inference" when the interval
+    lies below a margin, contradicts when it lies above, mixed otherwise or when controls failed.
+
+One call (:func:`run_experiment`) draws the facts, trains all seeds as one batch and evaluates.
 """
 from __future__ import annotations
 
@@ -636,7 +643,8 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
                    checkpoint_items: int = 25) -> dict:
     """Draw facts for each seed, train one model per seed (all in one batch), evaluate.
 
-    With ``checkpoint_every > 0`` the models are also scored during training on a small query
+    With ``checkpoint_every > 0`` the models are also scored at initialisation and during
+    training (every ``checkpoint_every`` steps and at the end) on a small query
     set (the first ``checkpoint_items`` facts of each group, template 0, plus all two-hop
     queries). Returns a dict with ``facts``, ``model``, ``log`` (training loss), ``per_query``,
     ``summary`` (see :func:`summarise`) and ``curve`` (the checkpoint summaries, with ``step``).
@@ -659,6 +667,10 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
         df.insert(0, "step", step)
         curve.append(df)
 
+    if checkpoint_every:
+        model.eval()
+        checkpoint(0)
+        model.train()
     log = train(model, corpus, cfg, seeds, progress=progress,
                 callback=checkpoint if checkpoint_every else None, callback_every=checkpoint_every)
     model.eval()

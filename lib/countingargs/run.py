@@ -49,6 +49,7 @@ class Run:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         self.glued: dict[str, Any] = {}
+        self.volatile: dict[str, Any] = {}
         self.tables: list[str] = []
         self.figures: list[str] = []
         self.figure_paths: dict[str, dict[str, Path]] = {}
@@ -71,19 +72,28 @@ class Run:
         self.figure_paths[label] = save_figure(fig, label, self.figures_dir)
         self.figures.append(label)
 
-    def glue(self, key: str, value: Any) -> None:
+    def glue(self, key: str, value: Any, volatile: bool = False) -> None:
         """Glue ``value`` for the book's prose (``{glue:text}`key:fmt```) and record it in
-        ``glue.json`` so tests can check the rendered page against the results."""
+        ``glue.json`` so tests can check the rendered page against the results.
+
+        ``volatile=True`` marks a value that legitimately changes from run to run (a wall time,
+        a rate measured on this machine): it goes to ``volatile.json`` instead, which the
+        determinism check does not compare. Results that depend only on the inputs must never
+        be volatile."""
         from myst_nb import glue as _glue
 
         value = _plain(value)
         if not isinstance(value, (int, float, str, bool)):
             value = str(value)
-        if key in self.glued:
+        if key in self.glued or key in self.volatile:
             raise ValueError(f"glue key {key!r} used twice in {self.notebook or 'this notebook'}")
-        self.glued[key] = value
+        if volatile:
+            self.volatile[key] = value
+            self._write_json("volatile.json", self.volatile)
+        else:
+            self.glued[key] = value
+            self._write_json("glue.json", self.glued)
         _glue(key, value, display=False)
-        self._write_json("glue.json", self.glued)
 
     def finish(self, **meta: Any) -> Path:
         """Write ``run.json``: what the notebook itself knows (seeds, device, sizes, ...).
@@ -96,6 +106,7 @@ class Run:
             "tables": sorted(self.tables),
             "figures": sorted(self.figures),
             "glue_keys": sorted(self.glued),
+            "volatile_keys": sorted(self.volatile),
             "torch_threads": torch.get_num_threads(),
             "device": "cuda" if torch.cuda.is_available() else "cpu",
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -62,6 +62,24 @@ import torch
 ACTIVATIONS = ("relu", "tanh")
 
 
+class torch_threads:
+    """Context manager: run the block with ``n`` torch threads, then restore the old count.
+    The trainer uses one thread: its tensors are small, and on a busy 2-core machine every
+    parallel region of a small op can wait a whole scheduler slice for its second thread."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # the cube, parameters, forward passes
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +215,13 @@ def forward_block(buf: torch.Tensor, x_t: torch.Tensor, n_inputs: int, hidden: S
 def forward_per_network(buf: torch.Tensor, x: torch.Tensor, n_inputs: int,
                         hidden: Sequence[int], activation: str = "relu") -> torch.Tensor:
     """The straightforward reference: a Python loop over networks, each a chain of
-    ``x @ W + b`` in the standard layout. ``x (B, n)``; returns ``(M, B)``."""
+    ``x @ W + b`` in the standard layout, on one torch thread (faster than two for matrices
+    this small). ``x (B, n)``; returns ``(M, B)``."""
+    with torch_threads(1):
+        return _forward_per_network(buf, x, n_inputs, hidden, activation)
+
+
+def _forward_per_network(buf, x, n_inputs, hidden, activation):
     outs = []
     act = torch.relu if activation == "relu" else torch.tanh
     for m in range(buf.shape[0]):
@@ -383,7 +407,8 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
     workers = workers or threads_before
     results = []
     if workers == 1:
-        results = [_chunk_codes(j) for j in jobs]
+        with torch_threads(1 if dev.type == "cpu" else threads_before):
+            results = [_chunk_codes(j) for j in jobs]
     else:
         torch.set_num_threads(1)
         try:
@@ -429,8 +454,10 @@ def target_bits(name: str, n_inputs: int) -> np.ndarray:
 
 
 def describe(bits: np.ndarray, n_inputs: int) -> str:
-    """A short name for a truth table when it is a constant, a literal or a negated literal,
-    a two-literal AND/OR, or its negation; otherwise its hexadecimal code."""
+    """A short name for a truth table: a constant (``0``, ``1``), a literal or negated literal
+    (``x3``, ``¬x3``), true on a single input (``only 0000000``) or on all but one
+    (``all but 0000000``), or an AND/OR of two literals; otherwise its hexadecimal code
+    (input 0 first)."""
     bits = np.asarray(bits, bool)
     X = cube_bits(n_inputs)
     if not bits.any():
@@ -442,6 +469,10 @@ def describe(bits: np.ndarray, n_inputs: int) -> str:
     for nm, v in lits:
         if np.array_equal(bits, v):
             return nm
+    if bits.sum() == 1 or (~bits).sum() == 1:
+        i = int(np.flatnonzero(bits if bits.sum() == 1 else ~bits)[0])
+        point = "".join("1" if b else "0" for b in X[i])
+        return (f"only {point}" if bits.sum() == 1 else f"all but {point}")
     for i, (a, va) in enumerate(lits):
         for b, vb in lits[i + 1:]:
             if a.lstrip("¬") == b.lstrip("¬"):
@@ -588,7 +619,7 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
                  activation: str = "relu", optimizer: str = "sgd", lr: float = 0.1,
                  batch_size: int | None = None, max_steps: int = 5000, seed: int = 0,
                  init: str = "gaussian", chunk: int = 2048, device="cpu",
-                 loss_target: float | None = None) -> TrainResult:
+                 loss_target: float | None = None, threads: int | None = None) -> TrainResult:
     """Train ``n_nets`` networks, batched, from the prior until each one fits the training set.
 
     ``x_train (k, n)``, ``y_train (k,)`` bool labels, ``x_eval (B, n)`` (e.g. the whole cube).
@@ -601,7 +632,18 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
     so networks stay independent. A network stops (is frozen and leaves the batch) at the first
     check where all its training outputs have the right sign (and, with ``loss_target``, its
     full-batch loss is at most ``loss_target``). Checks happen before every step.
+    Runs with ``threads`` torch threads (default 1 on CPU, see :class:`torch_threads`); the
+    result does not depend on it.
     """
+    with torch_threads(threads if threads is not None else
+                       (torch.get_num_threads() if torch.device(device).type == "cuda" else 1)):
+        return _train_to_fit(x_train, y_train, x_eval, n_nets, hidden, sigma_w, sigma_b,
+                             activation, optimizer, lr, batch_size, max_steps, seed, init, chunk,
+                             device, loss_target)
+
+
+def _train_to_fit(x_train, y_train, x_eval, n_nets, hidden, sigma_w, sigma_b, activation,
+                  optimizer, lr, batch_size, max_steps, seed, init, chunk, device, loss_target):
     n = x_train.shape[1]
     hidden = _check(n, hidden, sigma_w, sigma_b, activation)
     if optimizer not in ("sgd", "adam"):
@@ -710,7 +752,14 @@ def guess_and_check(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.
     ``x_train (k, d)``, ``y_train (k,)`` bool, ``x_test (T, d)``, ``y_test (T,)``. Chunk ``c``
     uses :func:`chunk_generator` ``(seed, c)``; every network of a chunk is checked, so
     ``draws`` is a multiple of ``chunk`` (or ``max_draws``) and may end with more than
-    ``n_accept`` accepted networks (all are kept)."""
+    ``n_accept`` accepted networks (all are kept). Runs with one torch thread."""
+    with torch_threads(1 if torch.device(device).type == "cpu" else torch.get_num_threads()):
+        return _guess_and_check(x_train, y_train, x_test, y_test, hidden, n_accept, max_draws,
+                                seed, chunk, activation, device)
+
+
+def _guess_and_check(x_train, y_train, x_test, y_test, hidden, n_accept, max_draws, seed, chunk,
+                     activation, device):
     d = x_train.shape[1]
     hidden = _check(1, hidden, 1.0, 0.0, activation)
     xt = x_train.to(device).float().T.contiguous()
