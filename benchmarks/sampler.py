@@ -22,19 +22,22 @@ import torch
 from countingargs import volume as V
 
 
-def dense_gflops(device: str, n: int = 2048, reps: int = 5) -> float:
+def dense_gflops(device: str, n: int = 2048, reps: int = 5) -> tuple[float, float]:
+    """Best float32 ``n x n`` matmul GFLOP/s, and the cores this process kept busy meanwhile."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    best = float("inf")
+    best, cores = float("inf"), 1.0
     for _ in range(reps + 1):
         if device == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         a @ b
         if device == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+        dt = time.perf_counter() - t0
+        if dt < best:
+            best, cores = dt, (time.process_time() - c0) / dt
+    return 2 * n ** 3 / best / 1e9, cores
 
 
 def main(argv=None) -> dict:
@@ -52,7 +55,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
 
     flops = V.forward_flops(a.inputs, a.hidden)
-    dense_before = dense_gflops(a.device)
+    dense_before, cores_before = dense_gflops(a.device)
     V.sample_functions(a.inputs, a.hidden, min(a.samples, 4 * a.chunk), chunk=a.chunk,
                        block=a.block, workers=a.workers, device=a.device)  # warm-up
     c0, t0 = time.process_time(), time.perf_counter()
@@ -61,7 +64,8 @@ def main(argv=None) -> dict:
                             workers=a.workers, device=a.device)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    dense = max(dense_before, dense_gflops(a.device))
+    dense_after, cores_after = dense_gflops(a.device)
+    dense, dense_cores = max((dense_before, cores_before), (dense_after, cores_after))
     rate = a.samples / wall
     gf = rate * flops / 1e9
 
@@ -94,8 +98,13 @@ def main(argv=None) -> dict:
           f"the sampler: {dense_before:.1f} before)")
     print(f"ratio             : {gf / dense:.3f}")
     print(f"per-network loop  : {loop_rate:,.0f} networks/s -> speedup {rate / loop_rate:.1f}x")
-    print(f"CPU use           : {cpu / wall:.2f} cores busy on average during sampling "
-          f"(less than the worker count means other processes took CPU time)")
+    print(f"CPU use           : {cpu / wall:.2f} cores busy on average during sampling, "
+          f"{dense_cores:.2f} during the best dense matmul (fewer than the threads: other "
+          f"processes took CPU time)")
+    if a.device == "cpu":
+        per_core = (gf / max(cpu / wall, 1e-9)) / (dense / max(dense_cores, 1e-9))
+        print(f"ratio per busy core: {per_core:.3f} (both rates divided by the cores this process "
+              f"actually kept busy; read this one on a shared machine)")
     busy = t["random"] + t["forward"] + t["encode"]
     other = max(t["sample_wall"] - busy, 0.0)
     print("time breakdown    : (per worker, seconds of wall time)")

@@ -70,6 +70,14 @@ def test_book_builds_with_zero_warnings(built_html):
     assert (html / "index.html").exists()
 
 
+def _norm(text: str) -> str:
+    """Undo Sphinx's smart quotes and dashes and collapse whitespace, for comparing text."""
+    for a, b in (("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'),
+                 ("\u2013", "--"), ("\u2014", "---"), ("\u2026", "...")):
+        text = text.replace(a, b)
+    return " ".join(text.split())
+
+
 def _pages(html: Path) -> list[Path]:
     """The book's own pages (not the theme's templates under _static/ or vendored MathJax)."""
     skip = ("_static", "mathjax", "_sources", "_images")
@@ -161,9 +169,9 @@ def test_browser_every_page(served_html, browser, quick_book):
         if page.locator("mjx-container").count() or page.locator(".math").count():
             page.wait_for_selector("mjx-container", timeout=15000)
             math_pages += 1
-        body = page.inner_text("main") if page.locator("main").count() else page.inner_text("body")
+        body = _norm(page.inner_text("main") if page.locator("main").count() else page.inner_text("body"))
         for text in expected.get(rel, []):
-            if text not in body:
+            if _norm(text) not in body:
                 problems.append(f"{rel}: glued value {text!r} not on the page")
         for what, items in (("console error", errors), ("request outside 127.0.0.1", outside),
                             ("failed request", failed), ("broken image", broken_imgs)):
