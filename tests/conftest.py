@@ -18,6 +18,18 @@ BOOK_FILES = ["_config.yml", "_toc.yml", "requirements.txt", "book", "notebooks"
 GENERATED = ["generated", "figures"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Unit tests run with one torch thread, like the runner's notebook kernels: the tensors are
+    small, and on a busy 2-core machine OpenMP spin-waits make two threads many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def copy_book(dest: Path) -> Path:
     """Copy the book's sources (not its generated outputs) to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)

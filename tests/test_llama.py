@@ -6,14 +6,6 @@ import torch
 from countingargs import llama as L
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _net(hidden_w, hidden_b, v, c, n=2):
     """Truth tables of one hand-built threshold network, in classify()'s format."""
     x = L.cube(n)

@@ -8,15 +8,6 @@ import torch
 from countingargs import llc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP spin-waits on a busy machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_regular_toy_recovers_d_over_2():
     # K = |w|^2 in d = 6: lambda = 3. Small step, so the Langevin bias (~ step * n_beta) is ~1%.
     res = llc.estimate_llc(llc.toy_loss("regular_d6"), torch.zeros(6), 10_000, step_size=3e-5,

@@ -7,15 +7,6 @@ import torch
 from countingargs import reversal as R
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is faster, and on a busy machine far faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def facts():
     return R.make_facts(seed=3, n_per_group=12, n_templates=3, n_countries=3,

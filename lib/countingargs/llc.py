@@ -57,6 +57,16 @@ def _as_dict(params) -> tuple[dict[str, torch.Tensor], bool]:
     raise TypeError(f"params must be a tensor or a dict of tensors, got {type(params).__name__}")
 
 
+
+def _as_points(params):
+    """``(star, bare, K)``: the params as a dict, whether they came bare, and the number of
+    points K (the shared leading dimension)."""
+    star, bare = _as_dict(params)
+    k = {v.shape[0] for v in star.values()}
+    if len(k) != 1:
+        raise ValueError(f"all params need the same leading (points) dimension, got {sorted(k)}")
+    return star, bare, k.pop()
+
 def _call(loss_fn, theta: dict[str, torch.Tensor], bare: bool) -> torch.Tensor:
     out = loss_fn(theta["w"] if bare else theta)
     b = next(iter(theta.values())).shape[0]
@@ -102,11 +112,7 @@ def estimate_llc_batch(loss_fn: Callable, params, n: int, *, step_size: float,
     n_beta = default_n_beta(n) if n_beta is None else float(n_beta)
     if not n_beta > 0:
         raise ValueError(f"n_beta must be > 0, got {n_beta}")
-    star, bare = _as_dict(params)
-    k = {v.shape[0] for v in star.values()}
-    if len(k) != 1:
-        raise ValueError(f"all params need the same leading (points) dimension, got {sorted(k)}")
-    k = k.pop()
+    star, bare, k = _as_points(params)
     star = {name: v.detach().to(torch.float32 if not v.is_floating_point() else v.dtype)
             for name, v in star.items()}
     with torch.no_grad():
@@ -188,11 +194,7 @@ def local_volume_batch(loss_fn: Callable, params, radii, tol: float, n_samples: 
         raise ValueError(f"tol must be > 0, got {tol}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    star, bare = _as_dict(params)
-    k = {v.shape[0] for v in star.values()}
-    if len(k) != 1:
-        raise ValueError(f"all params need the same leading (points) dimension, got {sorted(k)}")
-    k = k.pop()
+    star, bare, k = _as_points(params)
     shapes = {name: tuple(v.shape[1:]) for name, v in star.items()}
     sizes = [int(np.prod(s)) for s in shapes.values()]
     d = sum(sizes)
