@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batched import BatchedMLP
+from .batched import BatchedMLP, batched_cross_entropy
 from .data import DigitsSplit
 from .stats import progress
 
@@ -32,12 +32,8 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor, temps: 
     return -(target_probs * logq).sum(-1).mean(-1) * temps ** 2
 
 
-def hard_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the true labels per network. ``logits (M, n, C)``, ``y (n,)`` or ``(M, n)``."""
-    logp = torch.log_softmax(logits, dim=-1)
-    yy = y.expand(logits.shape[0], -1) if y.dim() == 1 else y
-    return -logp.gather(-1, yy.unsqueeze(-1)).squeeze(-1).mean(-1)
-
+# Cross-entropy on the true labels per network: ``logits (M, n, C)``, ``y (n,)`` or ``(M, n)`` -> ``(M,)``.
+hard_ce = batched_cross_entropy
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     yy = y.expand(logits.shape[0], -1) if y.dim() == 1 else y
@@ -152,7 +148,6 @@ def run_condition_grid(split: DigitsSplit, n_train: int, widths: list[int], temp
     {final, early_stopped}); curves every ``eval_every`` epochs.
     """
     hard_max_epochs = hard_max_epochs or epochs
-    S = len(seeds)
     y_tr_s, x_tr_s = split.y_pool[idx], split.x_pool[idx]            # (S, n), (S, n, d)
     metrics, curves = [], []
     for width in widths:
