@@ -53,7 +53,7 @@ def jupyter_book() -> str:
 @pytest.fixture(scope="session")
 def quick_book(tmp_path_factory):
     """The whole book executed in the quick profile in a temporary copy."""
-    from countingargs import rebuild
+    from countingargs.build import runner as rebuild
 
     root = copy_book(tmp_path_factory.mktemp("quick-a"))
     outcomes = rebuild.rebuild(root, "quick", log=lambda m: print(m, file=sys.stderr))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from countingargs import BatchedMLP
-from countingargs.batched import batched_cross_entropy
+from countingargs.nets.losses import cross_entropy as batched_cross_entropy
+from countingargs.nets.mlp import BatchedMLP
 
 
 def test_shapes_and_hidden():

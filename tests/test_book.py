@@ -9,30 +9,32 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
+import jupytext
 import nbformat
 import pytest
 
 from conftest import REPO, copy_book
-from countingargs import rebuild
+from countingargs.build import profiles as bprofiles
+from countingargs.build import runner as rebuild
 
 pytestmark = pytest.mark.slow
 GLUE_RE = re.compile(r"\{glue:text\}`(?:(?P<doc>[^`:]+\.ipynb)::)?(?P<key>[A-Za-z0-9_]+):(?P<fmt>[^`]+)`")
 
 
 def notebooks():
-    return sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.md"))
 
 
 def test_every_notebook_has_an_entry_in_every_profile():
-    profiles = rebuild.load_profiles(REPO)
-    for prof in rebuild.PROFILES:
+    profiles = bprofiles.load_profiles(REPO)
+    for prof in bprofiles.PROFILES:
         assert set(profiles[prof]["notebooks"]) == set(notebooks()), prof
         rebuild.plan(REPO, prof)  # every override is a declared parameter of the right type
 
 
 def test_source_notebooks_are_committed_without_outputs():
     for name in notebooks():
-        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        nb = jupytext.read(REPO / "notebooks" / f"{name}.md", fmt="md:myst")
         for c in nb.cells:
             if c.cell_type == "code":
                 assert not c.outputs and c.execution_count is None, name

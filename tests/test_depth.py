@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from countingargs import depth as D
+from countingargs.chapters.ch04_depth import experiment as D
 
 
 # -- placement counts ----------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_train_to_loss_stops_each_network_at_the_target():
 
 
 def test_loss_fn_for_llc_matches_the_model():
-    from countingargs import llc
+    from countingargs.estimators import volume as llc
     t = D.bit_tasks()
     net = D.BatchedResMLP(3, 8, 6, 2, 1, seeds=6)
     f = D.resmlp_loss_fn(t["X"], t["y_parallel"], n_blocks=2)

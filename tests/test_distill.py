@@ -1,6 +1,8 @@
 import torch
 
-from countingargs import BatchedMLP, data, distill
+from countingargs.chapters.ch01_distillation import experiment as distill
+from countingargs.data import digits as data
+from countingargs.nets.mlp import BatchedMLP
 
 
 def test_digits_split_sizes_and_strata():

@@ -4,7 +4,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from countingargs import Run, save_figure
+from countingargs.figures import save_figure
+from countingargs.notebook import Run
 
 
 def _fig():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from countingargs import llama as L
+from countingargs.chapters.ch03_llama import experiment as L
 
 
 def _net(hidden_w, hidden_b, v, c, n=2):
@@ -96,7 +96,7 @@ def test_feature_family_is_deduplicated_up_to_complement():
 
 
 def test_llama_units_finds_a_planted_literal():
-    from countingargs import volume as V
+    from countingargs.chapters.ch02_volume import experiment as V
 
     fam = L.feature_family(7, n_random=8, seed=0)
     words = L._canon_words(torch.as_tensor(np.stack(fam.bits.to_list())))
@@ -127,7 +127,7 @@ def test_llama_features_are_not_linear_in_the_pixels():
 
 
 def test_train_llama_pairs_matches_loss_and_encodes_the_llama():
-    from countingargs.data import digits_split
+    from countingargs.data.digits import digits_split
 
     d = digits_split()
     zs = [L.llama_features(d.x_pool[:400], d.x_test, 4, seed=s) for s in (10, 11)]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from countingargs import llc
+from countingargs.estimators import llc
+from countingargs.estimators import volume as lvol
 
 
 def test_regular_toy_recovers_d_over_2():
@@ -76,12 +77,12 @@ def test_bad_inputs_are_named():
     with pytest.raises(TypeError, match="params"):
         llc.estimate_llc(f, [0.0, 0.0], 100, step_size=1e-3)
     with pytest.raises(ValueError, match="tol"):
-        llc.local_volume(f, torch.zeros(2), [0.1], tol=0.0)
+        lvol.local_volume(f, torch.zeros(2), [0.1], tol=0.0)
 
 
 def test_local_volume_matches_geometry_of_a_ball():
     # K = |w|^2 in d = 2: a perturbation of radius r raises the loss by exactly r^2
-    res = llc.local_volume(llc.toy_loss("regular_d2"), torch.zeros(2), [0.5, 0.9, 1.1, 2.0],
+    res = lvol.local_volume(llc.toy_loss("regular_d2"), torch.zeros(2), [0.5, 0.9, 1.1, 2.0],
                            tol=1.0, n_samples=64, seed=0)
     np.testing.assert_array_equal(res["fraction"], [1, 1, 0, 0])
     np.testing.assert_allclose(res["mean_increase"], [0.25, 0.81, 1.21, 4.0], rtol=1e-5)
@@ -91,8 +92,8 @@ def test_local_volume_sees_a_flat_direction():
     # K = w1^2 (w2 free): at radius r the loss stays below tol iff |cos angle| < sqrt(tol)/r,
     # a fraction 2/pi * asin(sqrt(tol)/r) of directions in 2-D
     loss = lambda w: w[:, 0] ** 2  # noqa: E731
-    res = llc.local_volume(loss, torch.zeros(2), [2.0], tol=1.0, n_samples=20_000, seed=1)
+    res = lvol.local_volume(loss, torch.zeros(2), [2.0], tol=1.0, n_samples=20_000, seed=1)
     assert res["fraction"][0] == pytest.approx(2 / math.pi * math.asin(0.5), abs=0.02)
-    regular = llc.local_volume(llc.toy_loss("regular_d2"), torch.zeros(2), [2.0], tol=1.0,
+    regular = lvol.local_volume(llc.toy_loss("regular_d2"), torch.zeros(2), [2.0], tol=1.0,
                                n_samples=1000, seed=1)
     assert regular["fraction"][0] < res["fraction"][0]

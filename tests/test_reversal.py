@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from countingargs import reversal as R
+from countingargs.chapters.ch05_reversal import experiment as R
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
-from countingargs import rebuild as rb
+from countingargs.build import runner as rb
 
 PARAMS = '''profile = "standard"
 results_dir = "res"
@@ -19,8 +20,8 @@ scale = 1.5
 fail = False
 '''
 BODY = '''import pandas as pd, matplotlib.pyplot as plt
-import countingargs as ca
-run = ca.Run(results_dir, figures_dir, profile=profile, notebook="01_ok")
+from countingargs.notebook import Run
+run = Run(results_dir, figures_dir, profile=profile, notebook="01_ok")
 run.table("squares", pd.DataFrame({"i": range(n), "sq": [scale * i * i for i in range(n)]}))
 fig, ax = plt.subplots(); ax.plot(range(n)); run.figure(fig, "ok-line")
 run.glue("total", sum(scale * i * i for i in range(n)))
@@ -40,7 +41,7 @@ def make_book(root: Path, profiles: str | None = None) -> Path:
     nb.cells = [nbformat.v4.new_markdown_cell("# OK"), p, nbformat.v4.new_code_cell(BODY),
                 nbformat.v4.new_code_cell(FAIL)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "notebooks" / "01_ok.ipynb")
+    jupytext.write(nb, root / "notebooks" / "01_ok.md", fmt="md:myst")
     (root / "notebooks" / "profiles.yml").write_text(profiles or (
         "quick:\n  timeout: 120\n  notebooks:\n    01_ok: {n: 2}\n"
         "standard:\n  notebooks:\n    01_ok: {}\n"))
@@ -130,7 +131,7 @@ def test_failure_names_notebook_cell_exception_and_keeps_old_outputs(tmp_path):
 
     [out] = rb.rebuild(root, "quick", only=["01_ok"], overrides={"fail": True, "n": 5}, log=quiet)
     assert out.status == "failed"
-    assert "notebook 01_ok failed in cell 4 of 01_ok.ipynb" in out.message
+    assert "notebook 01_ok failed in cell 4 of 01_ok.md" in out.message
     assert "RuntimeError: deliberate failure for the test" in out.message
     kept = root / "failures" / "quick" / "01_ok.ipynb"
     assert out.failed_copy == kept and kept.exists()

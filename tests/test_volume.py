@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from countingargs import volume as V
+from countingargs.chapters.ch02_volume import experiment as V
 
 
 def hand_built_x1(n=3):

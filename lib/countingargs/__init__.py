@@ -1,21 +1,19 @@
 """countingargs: the small library behind the executable report *Counting Arguments, Counted*.
 
-One module per idea:
+A room for each idea (nothing is imported here, so ``import countingargs`` is instant; import
+the module you need):
 
-- :mod:`countingargs.run`      -- what a notebook uses to write results, figures and glued numbers
-- :mod:`countingargs.figures`  -- the figure style and :func:`save_figure` (PNG + PDF, stable names)
-- :mod:`countingargs.stats`    -- bootstrap confidence intervals and the verdict rule helpers
-- :mod:`countingargs.batched`  -- many small MLPs as one batched tensor (trainers, samplers)
-- :mod:`countingargs.data`     -- the data sets (scikit-learn's bundled ``load_digits``, bit cubes)
-- :mod:`countingargs.distill`  -- distillation vs convergence (chapter 1)
-- :mod:`countingargs.rebuild`  -- the papermill rebuild runner, with its CLI in :mod:`countingargs.cli`
+- :mod:`countingargs.build`       -- the rebuild runner, the CLI, provenance, ``verify``/``replot``
+                                     (imports no torch)
+- :mod:`countingargs.notebook`    -- :class:`~countingargs.notebook.Run`, what a notebook uses to
+                                     write tables, figures and glued numbers
+- :mod:`countingargs.report`      -- :class:`~countingargs.report.Findings` and the ledger rows
+- :mod:`countingargs.stats`       -- intervals over seeds and the verdict helpers
+- :mod:`countingargs.figures`     -- the figure style, ``@figure`` and ``save_figure``
+- :mod:`countingargs.nets`        -- batched models, losses, the one trainer, seeding (shared)
+- :mod:`countingargs.estimators`  -- LLC, local volume, probes (each validated on known answers)
+- :mod:`countingargs.data`        -- digits splits, bit cubes
+- :mod:`countingargs.chapters`    -- one package per chapter: ``experiment``, ``analysis``, ``plots``
 """
 
-from .run import Run
-from .figures import save_figure, use_style
-from .stats import bootstrap_ci, mean_ci, Verdict, progress
-from .batched import BatchedMLP, device
-
-__all__ = ["Run", "save_figure", "use_style", "bootstrap_ci", "mean_ci", "Verdict",
-           "progress", "BatchedMLP", "device"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

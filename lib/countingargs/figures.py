@@ -39,6 +39,34 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
+def figure(label: str):
+    """Mark a plot function of a chapter's ``plots.py`` as the maker of figure ``label``.
+
+    The function takes ``(tables, params)`` (the saved tables by name, the parameters) and
+    returns a matplotlib figure; ``run.plot(fn)`` saves it under ``label`` and
+    ``python -m countingargs replot`` redraws it from ``results/`` alone."""
+    if not LABEL_RE.match(label):
+        raise ValueError(f"figure label {label!r} must match {LABEL_RE.pattern}")
+
+    def mark(fn):
+        fn.figure_label = label
+        return fn
+
+    return mark
+
+
+def figure_functions(module) -> dict:
+    """Label -> plot function for every function of ``module`` marked with :func:`figure`."""
+    out = {}
+    for value in vars(module).values():
+        label = getattr(value, "figure_label", None)
+        if callable(value) and label:
+            if label in out and out[label] is not value:
+                raise ValueError(f"{module.__name__}: two functions draw figure {label!r}")
+            out[label] = value
+    return dict(sorted(out.items()))
+
+
 def save_figure(fig, label: str, figures_dir: str | Path) -> dict[str, Path]:
     """Save ``fig`` as ``<label>.png`` and ``<label>.pdf`` in ``figures_dir`` and close it.
 

@@ -19,13 +19,24 @@ from torch import nn
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda z: z}
 
 
-def device(prefer: str = "auto") -> torch.device:
-    """``cuda`` when it is present and wanted, else ``cpu``."""
-    if prefer not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {prefer!r}")
-    if prefer == "cuda" or (prefer == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+def forward(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+            activation: str = "relu", return_hidden: bool = False):
+    """The one MLP forward pass. ``layers``: ``[(W (M, a, b), bias (M, 1, b)), ...]``;
+    ``x``: ``(B, a)`` shared by all ``M`` networks or ``(M, B, a)`` per network. Returns
+    logits ``(M, B, d_out)`` (and the hidden activations, one ``(M, B, h)`` per hidden layer)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid: {sorted(ACTIVATIONS)}")
+    act = ACTIVATIONS[activation]
+    m = layers[0][0].shape[0]
+    h = x.unsqueeze(0).expand(m, *x.shape) if x.dim() == 2 else x
+    hidden = []
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        h = torch.baddbmm(b, h, w)
+        if i < last:
+            h = act(h)
+            hidden.append(h)
+    return (h, hidden) if return_hidden else h
 
 
 class BatchedMLP(nn.Module):
@@ -84,15 +95,11 @@ class BatchedMLP(nn.Module):
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         """``x``: ``(B, d_in)`` shared by all networks, or ``(M, B, d_in)``.
         Returns logits ``(M, B, d_out)`` (and the list of hidden activations if asked)."""
-        h = x.unsqueeze(0).expand(self.n_models, *x.shape) if x.dim() == 2 else x
-        hidden = []
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = self._act(h)
-                hidden.append(h)
-        return (h, hidden) if return_hidden else h
+        return forward(self.layers(), x, self.activation, return_hidden)
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(W (M, a, b), bias (M, 1, b)), ...]``, the layout :func:`forward` takes."""
+        return list(zip(self.weights, self.biases))
 
     def select(self, idx: Sequence[int]) -> "BatchedMLP":
         """A new BatchedMLP holding copies of networks ``idx``."""
@@ -107,14 +114,3 @@ class BatchedMLP(nn.Module):
     def n_params(self) -> int:
         """Parameters of ONE network."""
         return sum(w[0].numel() + b[0].numel() for w, b in zip(self.weights, self.biases))
-
-
-def batched_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-network mean cross-entropy. ``logits (M, B, C)``; ``target`` is class indices ``(B,)``
-    or ``(M, B)``, or probabilities ``(B, C)`` / ``(M, B, C)``. Returns ``(M,)``."""
-    logp = torch.log_softmax(logits, dim=-1)
-    if target.dtype in (torch.long, torch.int64, torch.int32):
-        t = target.expand(logits.shape[0], -1) if target.dim() == 1 else target
-        return -logp.gather(-1, t.unsqueeze(-1)).squeeze(-1).mean(-1)
-    t = target.expand(logits.shape[0], *target.shape) if target.dim() == 2 else target
-    return -(t * logp).sum(-1).mean(-1)

@@ -704,7 +704,7 @@ def no_inference_verdict(low: float, high: float, control_accuracy: float, margi
     ``low > margin``, mixed otherwise; always mixed when the controls failed
     (``control_accuracy < control_min``), because then the test says nothing.
     """
-    from .stats import CONTRADICTS, MIXED, SUPPORTS, Verdict
+    from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict
 
     if low > high:
         raise ValueError(f"interval low {low} exceeds high {high}")
@@ -724,7 +724,7 @@ def verdict_table(summary: pd.DataFrame, margin: float = 0.05, control_min: floa
     """One row per test in :data:`TESTS`: the rank lift over seeds (mean and 95% bootstrap
     interval), the top-1 accuracy of the test queries, the mean accuracy of its controls and
     the verdict with its reason."""
-    from .stats import bootstrap_ci
+    from ...stats import bootstrap_ci
 
     rows = []
     for name, conds, controls in TESTS:

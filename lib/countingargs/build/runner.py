@@ -2,15 +2,16 @@
 
 For each selected notebook, in order:
 
-1. **Validate** (before anything runs, for every notebook): the profile exists, the notebook
-   exists, every parameter the profile sets is declared in the notebook's ``parameters`` cell
-   and has the declared default's type. Any problem raises :class:`RebuildError` listing what
-   is valid; nothing has run.
+1. **Validate** (before anything runs, for every notebook; :func:`.profiles.plan`): the profile
+   exists, the notebook exists, every parameter the profile sets is declared in the notebook's
+   ``parameters`` cell and has the declared default's type. Any problem raises
+   :class:`RebuildError` listing what is valid; nothing has run.
 2. **Skip** it when its inputs are unchanged: the hash of its source cells, its resolved
-   parameters, the library sources and the pinned requirements matches the one recorded with
-   its current outputs (``--force`` reruns).
+   parameters, the library files it imports (:mod:`.deps`) and the pinned requirements matches
+   the one recorded with its current outputs (``--force`` reruns).
 3. **Execute** it under papermill in a fresh temporary folder (also its working directory),
-   with a per-cell timeout. Results and figures are written inside that folder.
+   with a per-cell timeout. The MyST source is converted to ``.ipynb`` in memory first. The
+   resolved parameters are written to ``results/parameters.json`` for the notebook's ``Run``.
 4. **Move into place** only on success: ``results/<profile>/<name>/`` (tables, ``glue.json``,
    ``run.json`` and ``provenance.json``), ``book/figures/<label>.{png,pdf}`` and the executed
    notebook ``book/generated/<name>.ipynb``. On failure the executed copy goes to
@@ -19,14 +20,12 @@ For each selected notebook, in order:
 """
 from __future__ import annotations
 
-import ast
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,25 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+from . import RebuildError
+from .deps import closure, lib_dir
+from .profiles import Job, load_profiles, plan, timeout_of
+from .provenance import commit_info, package_versions, sha256 as _sha
+from .sources import code_sources
 
-PROFILES = ("quick", "standard", "full")
-RUNNER_PARAMS = ("profile", "results_dir", "figures_dir")
-PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn",
-            "papermill", "jupyter-book", "myst-nb", "nbclient", "ipykernel")
-
-
-class RebuildError(Exception):
-    """A problem with the request (profile, notebook, parameter) or a failed notebook."""
-
-
-@dataclass
-class Job:
-    name: str
-    source: Path
-    params: dict[str, Any]          # the overrides the profile sets
-    resolved: dict[str, Any]        # every declared parameter after overrides (minus runner ones)
-    input_hash: str = ""
+__all__ = ["RebuildError", "Job", "Outcome", "find_root", "plan", "input_hash", "rebuild",
+           "dependencies"]
 
 
 @dataclass
@@ -64,9 +52,6 @@ class Outcome:
     failed_copy: Path | None = None
 
 
-# ---------------------------------------------------------------------------------------------
-# Discovery and validation
-# ---------------------------------------------------------------------------------------------
 def find_root(start: Path | None = None) -> Path:
     """The book root: the nearest folder upwards holding ``_config.yml`` and ``notebooks/``."""
     here = (start or Path.cwd()).resolve()
@@ -76,186 +61,32 @@ def find_root(start: Path | None = None) -> Path:
     raise RebuildError(f"no book root (a folder with _config.yml and notebooks/) at or above {here}")
 
 
-def list_notebooks(root: Path) -> dict[str, Path]:
-    nbs = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    return {p.stem: p for p in nbs}
-
-
-def load_profiles(root: Path) -> dict[str, dict]:
-    path = root / "notebooks" / "profiles.yml"
-    if not path.exists():
-        raise RebuildError(f"missing profiles file {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RebuildError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RebuildError(f"{path} must map profile names to settings")
-    for name, prof in data.items():
-        if name not in PROFILES:
-            raise RebuildError(f"{path}: unknown profile {name!r}; valid: {', '.join(PROFILES)}")
-        if not isinstance(prof, dict) or not isinstance(prof.get("notebooks", {}), dict):
-            raise RebuildError(f"{path}: profile {name!r} needs a 'notebooks' mapping")
-        extra = set(prof) - {"timeout", "notebooks"}
-        if extra:
-            raise RebuildError(f"{path}: profile {name!r} has unknown keys {sorted(extra)}; "
-                               "valid: timeout, notebooks")
-    return data
-
-
-def declared_parameters(nb_path: Path) -> dict[str, Any]:
-    """Name -> default value of the notebook's ``parameters`` cell (literals only)."""
-    import nbformat
-
-    nb = nbformat.read(nb_path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise RebuildError(f"{nb_path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
-    out: dict[str, Any] = {}
-    try:
-        tree = ast.parse(cells[0].source)
-    except SyntaxError as exc:
-        raise RebuildError(f"{nb_path.name}: parameters cell is not valid Python: {exc}") from None
-    for node in tree.body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)):
-            raise RebuildError(f"{nb_path.name}: parameters cell may hold only 'name = literal' lines "
-                               f"(line {node.lineno})")
-        try:
-            out[node.targets[0].id] = ast.literal_eval(node.value)
-        except ValueError:
-            raise RebuildError(f"{nb_path.name}: parameter {node.targets[0].id!r} must be a literal "
-                               f"(line {node.lineno})") from None
-    missing = [p for p in RUNNER_PARAMS if p not in out]
-    if missing:
-        raise RebuildError(f"{nb_path.name}: parameters cell must declare {missing}")
-    return out
-
-
-def _type_ok(default: Any, value: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        if not isinstance(value, (list, tuple)):
-            return False
-        kinds = {type(v) for v in default}
-        if len(kinds) == 1 and default:
-            return all(_type_ok(default[0], v) for v in value)
-        return True
-    if default is None:
-        return True
-    return isinstance(value, type(default))
-
-
-def _type_name(v: Any) -> str:
-    if isinstance(v, list) and v:
-        return f"list of {type(v[0]).__name__}"
-    return type(v).__name__
-
-
-def plan(root: Path, profile: str, only: list[str] | None = None,
-         overrides: dict[str, Any] | None = None) -> list[Job]:
-    """Validate everything and return the jobs, or raise RebuildError. Runs nothing."""
-    if profile not in PROFILES:
-        raise RebuildError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    profiles = load_profiles(root)
-    if profile not in profiles:
-        raise RebuildError(f"profile {profile!r} is not defined in notebooks/profiles.yml; "
-                           f"defined: {', '.join(profiles)}")
-    notebooks = list_notebooks(root)
-    table = profiles[profile].get("notebooks", {}) or {}
-    for name in table:
-        if name not in notebooks:
-            raise RebuildError(f"profiles.yml ({profile}) names notebook {name!r}, which does not exist; "
-                               f"notebooks: {', '.join(notebooks) or '(none)'}")
-    names = list(notebooks) if not only else list(only)
-    for name in names:
-        if name not in notebooks:
-            raise RebuildError(f"unknown notebook {name!r}; valid notebooks: {', '.join(notebooks) or '(none)'}")
-    if overrides and len(names) != 1:
-        raise RebuildError("-p/--param overrides need exactly one notebook (--only NAME)")
-    jobs, errors = [], []
-    for name in names:
-        if name not in table:
-            errors.append(f"{name}: no entry in profile {profile!r} of notebooks/profiles.yml")
-            continue
-        declared = declared_parameters(notebooks[name])
-        params = dict(table[name] or {})
-        params.update(overrides or {})
-        for key, value in params.items():
-            if key in RUNNER_PARAMS:
-                errors.append(f"{name}: parameter {key!r} is set by the runner and cannot be overridden")
-            elif key not in declared:
-                valid = ", ".join(k for k in declared if k not in RUNNER_PARAMS)
-                errors.append(f"{name}: unknown parameter {key!r}; valid parameters: {valid}")
-            elif not _type_ok(declared[key], value):
-                errors.append(f"{name}: parameter {key!r} = {value!r} has type {_type_name(value)}, "
-                              f"expected {_type_name(declared[key])} (default {declared[key]!r})")
-        resolved = {k: v for k, v in declared.items() if k not in RUNNER_PARAMS}
-        resolved.update({k: v for k, v in params.items() if k not in RUNNER_PARAMS})
-        jobs.append(Job(name, notebooks[name], params, resolved))
-    if errors:
-        raise RebuildError("invalid request, nothing was run:\n  " + "\n  ".join(errors))
-    return jobs
-
-
 # ---------------------------------------------------------------------------------------------
-# Hashing and provenance
+# Hashing
 # ---------------------------------------------------------------------------------------------
-def _lib_dir() -> Path:
-    return Path(__file__).resolve().parent
+def dependencies(job: Job) -> list[Path]:
+    """The library files the notebook imports, transitively (see :mod:`.deps`)."""
+    return closure(code_sources(job.nb))
 
 
 def input_hash(root: Path, job: Job, profile: str, threads: int = 1) -> str:
-    import nbformat
-
+    """Hash of everything a notebook's results depend on: its cells (type, tags, source), its
+    profile and resolved parameters, the library files it imports and the pins."""
     h = hashlib.sha256()
-    nb = nbformat.read(job.source, as_version=4)
-    for c in nb.cells:
+    for c in job.nb.cells:
         h.update(c.cell_type.encode())
         h.update(json.dumps(sorted(c.get("metadata", {}).get("tags", []))).encode())
         h.update(c.source.encode())
     h.update(json.dumps({"profile": profile, "params": job.resolved, "threads": threads},
                         sort_keys=True).encode())
-    for p in sorted(_lib_dir().rglob("*.py")):
-        h.update(p.name.encode())
+    base = lib_dir()
+    for p in dependencies(job):
+        h.update(p.relative_to(base).as_posix().encode())
         h.update(p.read_bytes())
-    req = root / "requirements.txt"
+    req = Path(root) / "requirements.txt"
     if req.exists():
         h.update(req.read_bytes())
     return h.hexdigest()
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _git(root: Path, *args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def commit_info(root: Path) -> dict[str, Any]:
-    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no")) if commit else None
-    return {"commit": commit or None, "dirty": dirty}
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _outputs_current(root: Path, job: Job, profile: str) -> bool:
@@ -345,6 +176,7 @@ def _finalise_notebook(out_nb: Path, job: Job, profile: str, tmp: Path, commit: 
 
 def execute(root: Path, job: Job, profile: str, timeout: int, progress_bar: bool,
             threads: int = 1) -> Outcome:
+    import nbformat
     import papermill as pm
 
     work = root / ".rebuild-tmp"
@@ -353,6 +185,9 @@ def execute(root: Path, job: Job, profile: str, timeout: int, progress_bar: bool
     res_tmp, fig_tmp, out_nb = tmp / "results", tmp / "figures", tmp / f"{job.name}.ipynb"
     res_tmp.mkdir()
     fig_tmp.mkdir()
+    src_nb = tmp / f"{job.name}.source.ipynb"
+    nbformat.write(job.nb, src_nb)
+    (res_tmp / "parameters.json").write_text(json.dumps(job.resolved, indent=2, sort_keys=True) + "\n")
     params = {**job.params, "profile": profile, "results_dir": str(res_tmp),
               "figures_dir": str(fig_tmp)}
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -360,11 +195,10 @@ def execute(root: Path, job: Job, profile: str, timeout: int, progress_bar: bool
     t0 = time.perf_counter()
     env_backup = dict(os.environ)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    os.environ["COUNTINGARGS_PROFILE"] = profile
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     try:
-        pm.execute_notebook(str(job.source), str(out_nb), parameters=params, kernel_name="python3",
+        pm.execute_notebook(str(src_nb), str(out_nb), parameters=params, kernel_name="python3",
                             cwd=str(tmp), execution_timeout=timeout, progress_bar=progress_bar,
                             log_output=False, report_mode=False)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported the same way
@@ -412,6 +246,7 @@ def execute(root: Path, job: Job, profile: str, timeout: int, progress_bar: bool
         "python_executable": sys.executable,
         "packages": package_versions(),
         "tables": {p.name: _sha(p) for p in sorted(res_tmp.glob("*.csv"))},
+        "library_files": {p.relative_to(lib_dir().parent).as_posix(): _sha(p) for p in dependencies(job)},
         "figure_files": figure_files,
     }
     (res_tmp / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
@@ -453,7 +288,7 @@ def rebuild(root: Path, profile: str = "standard", only: list[str] | None = None
         raise RebuildError(f"--jobs and --threads must be at least 1 (got {n_jobs}, {threads})")
     root = Path(root).resolve()
     jobs = plan(root, profile, only, overrides)
-    timeout = int(load_profiles(root)[profile].get("timeout", 3600))
+    timeout = timeout_of(load_profiles(root), profile)
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     outcomes: dict[str, Outcome] = {}

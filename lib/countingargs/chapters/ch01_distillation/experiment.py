@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batched import BatchedMLP, batched_cross_entropy
-from .data import DigitsSplit
-from .stats import progress
+from ...data.digits import DigitsSplit
+from ...nets.losses import cross_entropy as batched_cross_entropy
+from ...nets.mlp import BatchedMLP
+from ...stats import progress
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor, temps: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The local learning coefficient (LLC) by SGLD, and a local-volume estimate by random perturbation.
+"""The local learning coefficient (LLC) by SGLD (the local volume is in :mod:`.volume`).
 
 Two questions about a solution ``w*`` of a loss ``L_n``: how much parameter volume near ``w*``
 keeps the loss low, asked two ways.
@@ -31,56 +31,16 @@ burn-in. The init loss is the full-batch loss at ``w*``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
 
 
-__all__ = ["estimate_llc", "estimate_llc_batch", "local_volume", "local_volume_batch",
-           "default_n_beta", "mlp_loss_fn", "mlp_params", "TOYS", "toy_loss",
-           "validate_on_toys"]
+from ._points import _as_dict, _as_points, _call, default_n_beta, mlp_loss_fn, mlp_params  # noqa: F401
 
-
-# ---------------------------------------------------------------------------------------------
-# structure helpers
-def _as_dict(params) -> tuple[dict[str, torch.Tensor], bool]:
-    if isinstance(params, torch.Tensor):
-        return {"w": params}, True
-    if isinstance(params, Mapping):
-        if not params:
-            raise ValueError("params is an empty mapping")
-        bad = [k for k, v in params.items() if not isinstance(v, torch.Tensor)]
-        if bad:
-            raise TypeError(f"params entries {bad} are not tensors")
-        return dict(params), False
-    raise TypeError(f"params must be a tensor or a dict of tensors, got {type(params).__name__}")
-
-
-
-def _as_points(params):
-    """``(star, bare, K)``: the params as a dict, whether they came bare, and the number of
-    points K (the shared leading dimension)."""
-    star, bare = _as_dict(params)
-    k = {v.shape[0] for v in star.values()}
-    if len(k) != 1:
-        raise ValueError(f"all params need the same leading (points) dimension, got {sorted(k)}")
-    return star, bare, k.pop()
-
-def _call(loss_fn, theta: dict[str, torch.Tensor], bare: bool) -> torch.Tensor:
-    out = loss_fn(theta["w"] if bare else theta)
-    b = next(iter(theta.values())).shape[0]
-    if not isinstance(out, torch.Tensor) or out.shape != (b,):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"loss_fn must return one loss per point, shape ({b},); got {shape}")
-    return out
-
-
-def default_n_beta(n: int) -> float:
-    """``n / log n``, the inverse temperature of Watanabe's WBIC used by Lau et al."""
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
-    return n / math.log(n)
+__all__ = ["estimate_llc", "estimate_llc_batch", "default_n_beta", "mlp_loss_fn", "mlp_params",
+           "TOYS", "toy_loss", "validate_on_toys"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,120 +130,6 @@ def estimate_llc(loss_fn: Callable, params, n: int, *, step_size: float,
             "llc_per_chain": res["llc_per_chain"][0], "init_loss": float(res["init_loss"][0]),
             "loss_trace": res["loss_trace"][0], "diverged": bool(res["diverged"][0]),
             "settings": res["settings"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# local volume
-def local_volume_batch(loss_fn: Callable, params, radii, tol: float, n_samples: int = 256,
-                       seed: int = 0, chunk: int = 1024) -> dict:
-    """Fraction of random perturbations that keep the loss within ``tol`` of ``L_n(w*)``.
-
-    ``params``: ``(K, ...)`` (tensor or dict), K points. For each point and radius ``r``, draw
-    ``n_samples`` directions uniformly on the unit sphere of the *whole* parameter vector
-    (all tensors together), step ``r`` along each, and count how many keep
-    ``L_n(w* + delta) - L_n(w*) <= tol``. The same directions are used for every radius and
-    point (common random numbers), so differences between points are not sampling noise of the
-    directions. ``chunk`` perturbed points go to ``loss_fn`` at once (lower it for big models).
-
-    Returns ``dict(radii (R,), fraction (K, R), init_loss (K,), mean_increase (K, R))``.
-    """
-    radii = np.asarray(radii, dtype=float).ravel()
-    if radii.size == 0 or np.any(radii < 0) or not np.all(np.isfinite(radii)):
-        raise ValueError(f"radii must be a non-empty list of finite numbers >= 0, got {radii}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    star, bare, k = _as_points(params)
-    shapes = {name: tuple(v.shape[1:]) for name, v in star.items()}
-    sizes = [int(np.prod(s)) for s in shapes.values()]
-    d = sum(sizes)
-    gen = torch.Generator().manual_seed(int(seed))
-    u = torch.randn(n_samples, d, generator=gen)
-    u = u / u.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        init = _call(loss_fn, {n_: v.detach() for n_, v in star.items()}, bare)
-        # rows: (point, radius, sample), flattened; evaluated in chunks
-        total = k * radii.size * n_samples
-        losses = torch.empty(total)
-        idx = torch.arange(total)
-        for lo in range(0, total, chunk):
-            j = idx[lo:lo + chunk]
-            kp, rem = j // (radii.size * n_samples), j % (radii.size * n_samples)
-            ri, si = rem // n_samples, rem % n_samples
-            delta = u[si] * torch.as_tensor(radii, dtype=u.dtype)[ri, None]
-            parts = torch.split(delta, sizes, dim=1)
-            theta = {name: star[name].detach()[kp] + p.reshape(len(j), *shapes[name]).to(star[name].dtype)
-                     for name, p in zip(star, parts)}
-            losses[lo:lo + chunk] = _call(loss_fn, theta, bare)
-    losses = losses.reshape(k, radii.size, n_samples).double()
-    inc = losses - init.double()[:, None, None]
-    ok = (inc <= tol) & torch.isfinite(inc)
-    return {"radii": radii, "fraction": ok.double().mean(-1).numpy(),
-            "init_loss": init.double().numpy(),
-            "mean_increase": torch.where(torch.isfinite(inc), inc, torch.inf).mean(-1).numpy()}
-
-
-def local_volume(loss_fn: Callable, params, radii, tol: float, n_samples: int = 256,
-                 seed: int = 0) -> dict:
-    """:func:`local_volume_batch` for one point (no leading dimension).
-
-    Returns ``dict(radii (R,), fraction (R,), init_loss: float, mean_increase (R,))``."""
-    star, bare = _as_dict(params)
-    batched = {name: v.unsqueeze(0) for name, v in star.items()}
-    res = local_volume_batch(loss_fn, batched["w"] if bare else batched, radii, tol,
-                             n_samples=n_samples, seed=seed)
-    return {"radii": res["radii"], "fraction": res["fraction"][0],
-            "init_loss": float(res["init_loss"][0]), "mean_increase": res["mean_increase"][0]}
-
-
-# ---------------------------------------------------------------------------------------------
-# MLP helpers
-def mlp_params(model, idx=None) -> dict[str, torch.Tensor]:
-    """Weights of a :class:`countingargs.BatchedMLP` as ``{"w0": (K, d0, d1), "b0": (K, 1, d1),
-    ...}`` (detached copies), for networks ``idx`` (default: all)."""
-    out = {}
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
-        w, b = w.detach(), b.detach()
-        if idx is not None:
-            sel = torch.as_tensor(idx, dtype=torch.long)
-            w, b = w[sel], b[sel]
-        out[f"w{i}"], out[f"b{i}"] = w.clone(), b.clone()
-    return out
-
-
-def mlp_loss_fn(x: torch.Tensor, y: torch.Tensor, activation: str = "relu",
-                loss: str = "ce") -> Callable:
-    """A batched ``loss_fn`` for MLPs stored as ``{"w0","b0","w1","b1",...}`` with a leading
-    batch dimension ``B`` (``w_i: (B, d_i, d_{i+1})``, ``b_i: (B, 1, d_{i+1})``).
-
-    ``x: (N, d0)``; ``y``: class indices ``(N,)`` for ``loss="ce"`` (mean cross-entropy) or
-    targets ``(N, d_out)`` for ``loss="mse"`` (mean over examples of half the squared error,
-    summed over outputs). Returns ``f(theta) -> (B,)``."""
-    from .batched import ACTIVATIONS
-
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; valid: {sorted(ACTIVATIONS)}")
-    if loss not in ("ce", "mse"):
-        raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
-    act = ACTIVATIONS[activation]
-
-    def f(theta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        n_layers = sum(1 for k in theta if k.startswith("w"))
-        if n_layers == 0 or any(f"w{i}" not in theta or f"b{i}" not in theta for i in range(n_layers)):
-            raise KeyError(f"expected keys w0, b0, ..., got {sorted(theta)}")
-        b = theta["w0"].shape[0]
-        h = x.unsqueeze(0).expand(b, *x.shape)
-        for i in range(n_layers):
-            h = torch.baddbmm(theta[f"b{i}"], h, theta[f"w{i}"])
-            if i < n_layers - 1:
-                h = act(h)
-        if loss == "ce":
-            logp = torch.log_softmax(h, dim=-1)
-            return -logp.gather(-1, y.expand(b, -1).unsqueeze(-1)).squeeze(-1).mean(-1)
-        return 0.5 * ((h - y) ** 2).sum(-1).mean(-1)
-
-    return f
 
 
 # ---------------------------------------------------------------------------------------------

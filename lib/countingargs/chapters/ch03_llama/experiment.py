@@ -274,7 +274,7 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
     random balanced functions (seeded). Bit order follows :func:`countingargs.volume.cube`.
     Returns a DataFrame ``kind, name, bits`` (``bits``: numpy bool ``(2^n,)``), deduplicated
     up to complement, constants excluded."""
-    from .volume import cube as vcube
+    from ...nets.sampler import cube as vcube
 
     x = vcube(n_inputs).numpy().astype(bool)
     rows = []
@@ -306,7 +306,7 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
 
 def _canon_words(bits: torch.Tensor) -> torch.Tensor:
     """``(..., L)`` bool -> packed words of the pattern taken up to complement (bit 0 cleared)."""
-    from .volume import pack_bits
+    from ...nets.sampler import pack_bits
 
     flip = bits[..., :1]
     canon = bits ^ flip
@@ -351,7 +351,7 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
     units feeds), ``n_distinct_g`` (family features computed exactly by some unit),
     ``n_decodable`` (family features decodable from either layer), ``n_units_fed``.
     """
-    from .volume import cube as vcube, forward_block, unpack_params, pack_bits
+    from ...nets.sampler import cube as vcube, forward_block, unpack_params, pack_bits
 
     x_t = vcube(n_inputs).T.contiguous()
     out, hid = forward_block(params, x_t, n_inputs, list(hidden), "relu", return_hidden=True)
@@ -400,7 +400,7 @@ def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float =
     Also returns the function counts of all sampled networks as ``df.attrs["f_counts"]``
     (a dict f_key -> count) and ``df.attrs["n_nets"]``.
     """
-    from .volume import sample_chunk
+    from ...nets.sampler import sample_chunk
 
     fam_bits = torch.as_tensor(np.stack(family["bits"].to_list()))
     fam_words = _canon_words(fam_bits)
@@ -511,7 +511,8 @@ def train_llama_pairs(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, seeds, 
     Returns ``(model, info)``: a :class:`countingargs.BatchedMLP` of the ``2S`` snapshots (plain
     first) and a DataFrame ``seed, condition, reached, steps, train_ce, aux_mse``.
     """
-    from .batched import BatchedMLP, batched_cross_entropy
+    from ...nets.losses import cross_entropy as batched_cross_entropy
+    from ...nets.mlp import BatchedMLP
 
     seeds = [int(s) for s in seeds]
     s = len(seeds)

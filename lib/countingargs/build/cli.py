@@ -5,6 +5,8 @@
     build    --profile ... [--only ...]      rebuild, then render
     params   NAME [--root DIR]               a notebook's parameters and each profile's values
     list     [--root DIR]                    the notebooks and profiles
+    verify   [--profile P] [--only NAME ...] recompute every glued number from the saved tables
+    replot   [--profile P] [--only NAME ...] redraw every figure from the saved tables
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from . import rebuild as rb
+from . import RebuildError
+from . import runner as rb
+from .profiles import load_profiles, timeout_of
+from .sources import RUNNER_PARAMS, declared_parameters, list_notebooks
 
 
 def _root(args) -> Path:
@@ -45,7 +50,7 @@ def cmd_render(args) -> int:
         print("warning: vendor/mathjax is missing (run `make vendor`): math will not render offline",
               file=sys.stderr)
     if not (root / "book" / "generated").exists():
-        raise rb.RebuildError("book/generated/ is empty: run `python -m countingargs rebuild` first")
+        raise RebuildError("book/generated/ is empty: run `python -m countingargs rebuild` first")
     t0 = time.perf_counter()
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
@@ -66,14 +71,14 @@ def cmd_build(args) -> int:
 
 def cmd_params(args) -> int:
     root = _root(args)
-    nbs = rb.list_notebooks(root)
+    nbs = list_notebooks(root)
     if args.name not in nbs:
-        raise rb.RebuildError(f"unknown notebook {args.name!r}; valid notebooks: {', '.join(nbs)}")
-    declared = rb.declared_parameters(nbs[args.name])
-    profiles = rb.load_profiles(root)
+        raise RebuildError(f"unknown notebook {args.name!r}; valid notebooks: {', '.join(nbs)}")
+    declared = declared_parameters(nbs[args.name])
+    profiles = load_profiles(root)
     print(f"{args.name}: parameters (default = standard) and profile overrides")
     for key, default in declared.items():
-        if key in rb.RUNNER_PARAMS:
+        if key in RUNNER_PARAMS:
             continue
         row = [f"  {key} = {default!r}"]
         for p, prof in profiles.items():
@@ -81,16 +86,42 @@ def cmd_params(args) -> int:
             if key in over:
                 row.append(f"[{p}: {over[key]!r}]")
         print(" ".join(row))
-    print("  (set by the runner: " + ", ".join(rb.RUNNER_PARAMS) + ")")
+    print("  (set by the runner: " + ", ".join(RUNNER_PARAMS) + ")")
     return 0
 
 
 def cmd_list(args) -> int:
     root = _root(args)
-    profiles = rb.load_profiles(root)
-    print("notebooks: " + ", ".join(rb.list_notebooks(root)))
-    print("profiles:  " + ", ".join(f"{p} (cell timeout {v.get('timeout', 3600)} s)"
+    profiles = load_profiles(root)
+    print("notebooks: " + ", ".join(list_notebooks(root)))
+    print("profiles:  " + ", ".join(f"{p} (cell timeout {timeout_of(profiles, p)} s)"
                                      for p, v in profiles.items()))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .check import verify
+
+    reports = verify(_root(args), args.profile, args.only or None)
+    bad = 0
+    for rep in reports:
+        if rep.ok:
+            print(f"{rep.name}: ok ({rep.checked_glue} glued values, {rep.checked_tables} derived tables)")
+        else:
+            bad += 1
+            print(f"{rep.name}: {len(rep.problems)} problem(s)")
+            for p in rep.problems:
+                print(f"  - {p}")
+    print(f"verify {args.profile}: {len(reports) - bad} ok, {bad} with problems")
+    return 1 if bad else 0
+
+
+def cmd_replot(args) -> int:
+    from .check import replot
+
+    written = replot(_root(args), args.profile, args.only or None, args.out)
+    for name, files in written.items():
+        print(f"{name}: {len(files)} file(s) redrawn")
     return 0
 
 
@@ -124,6 +155,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     common(p)
     p.set_defaults(func=cmd_params)
+    for name, fn, hlp in (("verify", cmd_verify, "recompute glued numbers from saved tables"),
+                          ("replot", cmd_replot, "redraw figures from saved tables")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("--profile", default="standard", help="quick, standard (default) or full")
+        p.add_argument("--only", nargs="+", metavar="NAME", help="notebooks (default: all with results)")
+        if name == "replot":
+            p.add_argument("--out", help="folder for the figures (default: book/figures)")
+        common(p)
+        p.set_defaults(func=fn)
     p = sub.add_parser("list", help="list notebooks and profiles")
     common(p)
     p.set_defaults(func=cmd_list)
@@ -134,7 +174,7 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
-    except rb.RebuildError as exc:
+    except RebuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
