@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from countingargs.chapters.ch05_reversal import experiment as R
+from countingargs.nets import transformer as T
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_prefix_scoring_equals_full_sequence_scoring(facts):
     model = R.BatchedTransformer(2, facts.vocab.size, d_model=16, n_layers=1, n_heads=2, seeds=[1, 2]).eval()
     q = R.build_queries([facts, R.make_facts(4, 12, 3, 3, 2, 4, 2)])[1]
     assert q.candidates.shape[-1] == 2
-    got = R.score_candidates(model, q.prompts, q.candidates)
+    got = T.score_candidates(model, q.prompts, q.candidates)
     M, Q, C, La = q.candidates.shape
     seqs = torch.cat([q.prompts[:, :, None].expand(M, Q, C, -1), q.candidates], -1).reshape(M, Q * C, -1)
     with torch.no_grad():
@@ -159,12 +160,12 @@ def test_prefix_scoring_equals_full_sequence_scoring(facts):
 # ---------------------------------------------------------------- batched model
 def test_batched_models_are_independent_and_causal(facts):
     corpus = torch.from_numpy(np.stack([R.make_corpus(facts)] * 2))
-    cfg = R.TrainConfig(steps=6, batch_size=16, lr=1e-2, warmup=2, log_every=1)
+    cfg = T.TrainConfig(steps=6, batch_size=16, lr=1e-2, warmup=2, log_every=1)
     both = R.BatchedTransformer(2, facts.vocab.size, 16, 1, 2, seeds=[7, 9])
     alone = R.BatchedTransformer(1, facts.vocab.size, 16, 1, 2, seeds=[9])
     assert torch.equal(both.w["tok"][1], alone.w["tok"][0])
-    R.train(both, corpus, cfg, seeds=[7, 9])
-    R.train(alone, corpus[1:], cfg, seeds=[9])
+    T.train_lm(both, corpus, cfg, seeds=[7, 9])
+    T.train_lm(alone, corpus[1:], cfg, seeds=[9])
     for k in both.w:
         assert torch.allclose(both.w[k][1], alone.w[k][0], atol=1e-6), k
     assert not torch.allclose(both.w["tok"][0], both.w["tok"][1])
