@@ -6,6 +6,7 @@ import torch
 
 from countingargs.chapters.ch05_reversal import experiment as R
 from countingargs.nets import transformer as T
+from countingargs.chapters.ch05_reversal import analysis as A
 
 
 @pytest.fixture(scope="module")
@@ -195,20 +196,20 @@ def test_training_learns_seen_facts_and_log_is_reproducible():
 
 # ---------------------------------------------------------------- verdict rule
 def test_no_inference_verdict_rule():
-    assert R.no_inference_verdict(-0.03, 0.04, 1.0).label == "supports"
-    assert R.no_inference_verdict(0.06, 0.2, 1.0).label == "contradicts"
-    assert R.no_inference_verdict(0.01, 0.09, 1.0).label == "mixed"
+    assert A.no_inference_verdict(-0.03, 0.04, 1.0).label == "supports"
+    assert A.no_inference_verdict(0.06, 0.2, 1.0).label == "contradicts"
+    assert A.no_inference_verdict(0.01, 0.09, 1.0).label == "mixed"
     # below chance is still "no inference"
-    assert R.no_inference_verdict(-0.3, -0.1, 1.0).label == "supports"
+    assert A.no_inference_verdict(-0.3, -0.1, 1.0).label == "supports"
     # failed controls void the test, whatever the lift
-    v = R.no_inference_verdict(-0.01, 0.01, 0.5)
+    v = A.no_inference_verdict(-0.01, 0.01, 0.5)
     assert v.label == "mixed" and "controls failed" in v.reason
     with pytest.raises(ValueError):
-        R.no_inference_verdict(0.2, 0.1, 1.0)
+        A.no_inference_verdict(0.2, 0.1, 1.0)
 
 
 def test_verdict_table_reads_the_right_conditions():
-    conds = {c for _, t, k in R.TESTS for c in t + k}
+    conds = {c for _, t, k in A.TESTS for c in t + k}
     rows = []
     for seed in range(5):
         for c in sorted(conds):
@@ -216,14 +217,14 @@ def test_verdict_table_reads_the_right_conditions():
             lift = (0.3 if "unseen" in c else 0.0) if test else 0.5
             rows.append({"seed": seed, "condition": c, "accuracy": 0.0 if test else 1.0,
                          "top1": 0.1, "rank_lift": lift + 0.001 * seed, "chance_top1": 0.1})
-    vt = R.verdict_table(pd.DataFrame(rows)).set_index("test")
+    vt = A.verdict_table(pd.DataFrame(rows)).set_index("test")
     assert vt.loc["reversal", "verdict"] == "supports"
     assert vt.loc["two-hop, seen bridge", "verdict"] == "supports"
     assert vt.loc["two-hop, unseen bridge", "verdict"] == "contradicts"
     assert vt.loc["reversal", "rank_lift"] == pytest.approx(0.002)
     assert (vt["control_accuracy"] == 1.0).all()
     with pytest.raises(ValueError, match="lacks the conditions"):
-        R.verdict_table(pd.DataFrame(rows[:3]))
+        A.verdict_table(pd.DataFrame(rows[:3]))
 
 
 def test_twohop_queries_point_at_the_right_answers(facts):

@@ -27,12 +27,8 @@ Evaluation (:func:`score_candidates`, :func:`greedy_answers`, :func:`evaluate`)
     the candidates: ``(rank - 1) / (C - 1)``, with ties counted at their mean position, so 0 is
     the top, 1 the bottom and 0.5 chance.
 
-Verdict (:func:`verdict_table`, :func:`no_inference_verdict`)
-    For each test in :data:`TESTS` the rank lift (0.5 - normalised rank) per seed, its bootstrap
-    interval over seeds, and the chapter's rule: supports "no silent inference" when the interval
-    lies below a margin, contradicts when it lies above, mixed otherwise or when controls failed.
-
-One call (:func:`run_experiment`) draws the facts, trains all seeds as one batch and evaluates.
+One call (:func:`run_experiment`) draws the facts, trains all seeds as one batch, evaluates and
+returns tidy tables; the verdicts are computed from those tables by :mod:`.analysis`.
 """
 from __future__ import annotations
 
@@ -430,7 +426,8 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
     training (every ``checkpoint_every`` steps and at the end) on a small query
     set (the first ``checkpoint_items`` facts of each group, template 0, plus all two-hop
     queries). Returns a dict with ``facts``, ``model``, ``log`` (training loss), ``per_query``,
-    ``summary`` (see :func:`summarise`) and ``curve`` (the checkpoint summaries, with ``step``).
+    ``summary`` (see :func:`summarise`), ``curve`` (the checkpoint summaries, with ``step``) and
+    ``design`` (one row per seed: the sizes of its facts, corpus and model).
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -459,70 +456,23 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
                    callback_every=checkpoint_every, desc="reversal")
     model.eval()
     per_query = evaluate(model, build_queries(facts), seeds)
+    design = pd.DataFrame([{
+        "seed": s, "n_persons": len(f.persons), "n_composed": int(f.composed_trained.sum()),
+        "n_heldout_seen": int((~f.composed_trained & f.bridge_seen).sum()),
+        "n_heldout_unseen": int((~f.bridge_seen).sum()), "n_params": model.n_params(),
+        "corpus_size": int(corpus.shape[1]), "vocab_size": f.vocab.size} for s, f in zip(seeds, facts)])
     return {"facts": facts, "model": model, "log": log, "corpus_size": corpus.shape[1],
-            "per_query": per_query, "summary": summarise(per_query),
+            "per_query": per_query, "summary": summarise(per_query), "design": design,
             "curve": pd.concat(curve, ignore_index=True) if curve else pd.DataFrame()}
 
 
-# ------------------------------------------------------------------------------------------
-# The verdict rule of the chapter
-# ------------------------------------------------------------------------------------------
-#: the three tests: (name, conditions whose rank lift is pooled per seed, control conditions)
-TESTS = (
-    ("reversal", ("p2d/reversed", "d2p/reversed"),
-     ("p2d/same", "d2p/same", "both/forward", "both/backward")),
-    ("two-hop, seen bridge", ("twohop/composed-heldout-seen-city",),
-     ("twohop/hop1-heldout-seen-city", "twohop/hop2-heldout-seen-city", "twohop/composed-trained")),
-    ("two-hop, unseen bridge", ("twohop/composed-heldout-unseen-city",),
-     ("twohop/hop1-heldout-unseen-city", "twohop/hop2-heldout-unseen-city",
-      "twohop/composed-trained")),
-)
-
-
-def no_inference_verdict(low: float, high: float, control_accuracy: float, margin: float = 0.05,
-                         control_min: float = 0.9, what: str = "rank lift"):
-    """The chapter's rule for one test of "no silent inference from stored facts".
-
-    ``[low, high]``: 95% interval over seeds of the rank lift (0.5 - normalised rank; 0 is
-    chance). Supports when ``high < margin`` (no lift beyond the margin), contradicts when
-    ``low > margin``, mixed otherwise; always mixed when the controls failed
-    (``control_accuracy < control_min``), because then the test says nothing.
-    """
-    from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict
-
-    if low > high:
-        raise ValueError(f"interval low {low} exceeds high {high}")
-    span = f"[{low:.3f}, {high:.3f}]"
-    if control_accuracy < control_min:
-        return Verdict(MIXED, f"controls failed for the {what} (accuracy {control_accuracy:.2f} "
-                              f"< {control_min}), so the test is void")
-    if high < margin:
-        return Verdict(SUPPORTS, f"the 95% interval of the {what} {span} lies below the margin {margin}")
-    if low > margin:
-        return Verdict(CONTRADICTS, f"the 95% interval of the {what} {span} lies above the margin {margin}")
-    return Verdict(MIXED, f"the 95% interval of the {what} {span} straddles the margin {margin}")
-
-
-def verdict_table(summary: pd.DataFrame, margin: float = 0.05, control_min: float = 0.9,
-                  n_boot: int = 4000) -> pd.DataFrame:
-    """One row per test in :data:`TESTS`: the rank lift over seeds (mean and 95% bootstrap
-    interval), the top-1 accuracy of the test queries, the mean accuracy of its controls and
-    the verdict with its reason."""
-    from ...stats import bootstrap_ci
-
-    rows = []
-    for name, conds, controls in TESTS:
-        missing = sorted(set(conds + controls) - set(summary["condition"]))
-        if missing:
-            raise ValueError(f"summary lacks the conditions {missing} needed by test {name!r}")
-        test = summary[summary.condition.isin(conds)].groupby("seed")
-        lift = test["rank_lift"].mean()
-        est, lo, hi = bootstrap_ci(lift.to_numpy(), n_boot=n_boot)
-        ctrl = float(summary[summary.condition.isin(controls)]["accuracy"].mean())
-        v = no_inference_verdict(lo, hi, ctrl, margin, control_min, what=f"{name} rank lift")
-        rows.append({"test": name, "n_seeds": int(lift.size), "rank_lift": est, "lift_lo": lo,
-                     "lift_hi": hi, "top1": float(test["top1"].mean().mean()),
-                     "chance_top1": float(summary[summary.condition.isin(conds)]["chance_top1"].mean()),
-                     "accuracy": float(test["accuracy"].mean().mean()),
-                     "control_accuracy": ctrl, "verdict": v.label, "reason": v.reason})
-    return pd.DataFrame(rows)
+def paper_numbers() -> pd.DataFrame:
+    """Berglund et al.'s fictitious-celebrity results for their largest model (davinci, GPT-3
+    175B), transcribed from the authors' result file ``openai_runs/scaling.csv`` (three
+    fine-tunes each; exact-match accuracy)."""
+    rows = [("DescriptionToName", "trained", "0.943/0.973/0.983", 96.7),
+            ("DescriptionToName", "reversed", "0.000/0.000/0.003", 0.1),
+            ("NameToDescription", "trained", "0.463/0.500/0.537", 50.0),
+            ("NameToDescription", "reversed", "0.000/0.000/0.000", 0.0)]
+    return pd.DataFrame([{"model": "davinci (GPT-3 175B)", "task": t, "direction": d, "runs": r,
+                          "mean_pct": m, "source": "openai_runs/scaling.csv"} for t, d, r, m in rows])
