@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...nets import seeding
 from ...nets.transformer import (BOS, PAD, BatchedTransformer, TrainConfig, greedy_answers,
                                  score_candidates, train_lm)
 
@@ -166,7 +167,7 @@ def make_facts(seed: int, n_per_group: int = 100, n_templates: int = 4, n_countr
         raise ValueError(f"unseen_cities_per_country must lie in [0, cities_per_country - 1] = "
                          f"[0, {cities_per_country - 1}], got {unseen_cities_per_country}")
     vocab = make_vocab(n_per_group, n_templates, n_countries, cities_per_country, persons_per_city)
-    rng = np.random.default_rng([20231, int(seed)])
+    rng = seeding.rng("ch05", "facts", int(seed))
     n = 3 * n_per_group
     n_cities = n_countries * cities_per_country
     n_persons = n_cities * persons_per_city
@@ -438,7 +439,7 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
              for s in seeds]
     corpus = torch.from_numpy(np.stack([make_corpus(f) for f in facts]))
     model = BatchedTransformer(len(seeds), facts[0].vocab.size, d_model, n_layers, n_heads,
-                               seq_len=SEQ_LEN, seeds=[7919 * s + 17 for s in seeds])
+                               seq_len=SEQ_LEN, seeds=[seeding.seed_int("ch05", "init", s) for s in seeds])
     curve = []
     small = build_queries(facts, n_items=checkpoint_items, templates=[0]) if checkpoint_every else []
 
@@ -451,7 +452,7 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
         model.eval()
         checkpoint(0)
         model.train()
-    log = train_lm(model, corpus, cfg, seeds, batch_seeds=[104729 * s + 3 for s in seeds],
+    log = train_lm(model, corpus, cfg, seeds, batch_seeds=[seeding.seed_int("ch05", "batches", s) for s in seeds],
                    progress=progress, callback=checkpoint if checkpoint_every else None,
                    callback_every=checkpoint_every, desc="reversal")
     model.eval()
