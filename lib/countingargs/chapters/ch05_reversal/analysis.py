@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ...report import Findings
-from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict, bootstrap_ci
+from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict, describe_interval, t_interval
 
 #: the three tests: (name, conditions whose rank lift is pooled per seed, control conditions)
 TESTS = (
@@ -51,8 +51,9 @@ def _by_seed(summary: pd.DataFrame, conditions, metric: str) -> pd.Series:
 
 
 def ci(values) -> tuple[float, float, float]:
-    """Mean and 95% interval over seeds (percentile bootstrap, as before the restructure)."""
-    return bootstrap_ci(np.asarray(values, dtype=float))
+    """Mean and 95% Student-t interval over seeds (a percentile bootstrap under-covers with
+    five seeds)."""
+    return t_interval(np.asarray(values, dtype=float))
 
 
 def no_inference_verdict(low: float, high: float, control_accuracy: float, margin: float = 0.05,
@@ -62,7 +63,9 @@ def no_inference_verdict(low: float, high: float, control_accuracy: float, margi
     ``[low, high]``: 95% interval over seeds of the rank lift (0.5 - normalised rank; 0 is
     chance). Supports when ``high < margin`` (no lift beyond the margin), contradicts when
     ``low > margin``, mixed otherwise; always mixed when the controls failed
-    (``control_accuracy < control_min``), because then the test says nothing.
+    (``control_accuracy < control_min``; pass the *lowest* control accuracy over seeds and
+    control conditions, so one seed that failed to store its facts is not averaged away),
+    because then the test says nothing.
     """
     if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(control_accuracy)):
         raise ValueError(f"non-finite input: interval [{low}, {high}], controls {control_accuracy}")
@@ -70,8 +73,8 @@ def no_inference_verdict(low: float, high: float, control_accuracy: float, margi
         raise ValueError(f"interval low {low} exceeds high {high}")
     span = f"[{low:.3f}, {high:.3f}]"
     if control_accuracy < control_min:
-        return Verdict(MIXED, f"controls failed for the {what} (accuracy {control_accuracy:.2f} "
-                              f"< {control_min}), so the test is void")
+        return Verdict(MIXED, f"controls failed for the {what} (lowest accuracy "
+                              f"{control_accuracy:.2f} < {control_min}), so the test is void")
     if high < margin:
         return Verdict(SUPPORTS, f"the 95% interval of the {what} {span} lies below the margin {margin}")
     if low > margin:
@@ -80,8 +83,9 @@ def no_inference_verdict(low: float, high: float, control_accuracy: float, margi
 
 
 def verdict_table(summary: pd.DataFrame, margin: float = 0.05, control_min: float = 0.9) -> pd.DataFrame:
-    """One row per test in :data:`TESTS`: the rank lift over seeds (mean and 95% interval), the
-    top-1 accuracy of the test queries, the mean accuracy of its controls, the verdict."""
+    """One row per test in :data:`TESTS`: the rank lift over seeds (mean and 95% t-interval),
+    the top-1 accuracy of the test queries, the lowest accuracy of its controls (over seeds and
+    control conditions), the verdict."""
     _need({"summary": summary}, "summary", ("seed", "condition", "accuracy", "top1", "rank_lift",
                                             "chance_top1"))
     rows = []
@@ -91,7 +95,10 @@ def verdict_table(summary: pd.DataFrame, margin: float = 0.05, control_min: floa
             raise ValueError(f"summary lacks the conditions {missing} needed by test {name!r}")
         lift = _by_seed(summary, conds, "rank_lift")
         est, lo, hi = ci(lift)
-        ctrl = float(summary[summary.condition.isin(controls)]["accuracy"].mean())
+        ctrl_rows = summary[summary.condition.isin(controls)]["accuracy"]
+        if ctrl_rows.isna().any():
+            raise ValueError(f"summary has NaN control accuracies for test {name!r}")
+        ctrl = float(ctrl_rows.min())
         v = no_inference_verdict(lo, hi, ctrl, margin, control_min, what=f"{name} rank lift")
         rows.append({"test": name, "n_seeds": int(lift.size), "rank_lift": est, "lift_lo": lo,
                      "lift_hi": hi, "top1": float(_by_seed(summary, conds, "top1").mean()),
@@ -164,15 +171,6 @@ def conditions(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     return Findings(glue=g)
 
 
-def describe(lo: float, hi: float, margin: float) -> str:
-    """Words for a rank-lift interval, by the same margin as the verdict rule."""
-    if hi < margin:
-        return "no better than chance (the whole interval of the lift lies below the margin)"
-    if lo > margin:
-        return "clearly better than chance (the whole interval of the lift lies above the margin)"
-    return "a little better than chance, with an interval that straddles the margin"
-
-
 def phrases(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     s = _need(tables, "summary", ("seed", "condition", "rank_lift"))
     m = float(params["margin"])
@@ -181,7 +179,7 @@ def phrases(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
                        ("phrase_seen", ["twohop/composed-heldout-seen-city"]),
                        ("phrase_unseen", ["twohop/composed-heldout-unseen-city"])):
         _, lo, hi = ci(_by_seed(s, conds, "rank_lift"))
-        out[key] = describe(lo, hi, m)
+        out[key] = describe_interval(lo, hi, margin=m)
     return Findings(glue=out)
 
 
