@@ -1,68 +1,87 @@
-"""Unit tests for countingargs.reversal (chapter 5: the reversal curse)."""
+"""Chapter 05 (the reversal curse, facts in the weights and in the prompt): data generators,
+scoring against hand-made models, and every outcome of every verdict rule."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from countingargs.chapters.ch05_reversal import analysis as A
 from countingargs.chapters.ch05_reversal import experiment as R
 from countingargs.nets import transformer as T
-from countingargs.chapters.ch05_reversal import analysis as A
 
 
 @pytest.fixture(scope="module")
 def facts():
     return R.make_facts(seed=3, n_per_group=12, n_templates=3, n_countries=3,
-                        cities_per_country=2, persons_per_city=4, composed_per_city=2)
+                        cities_per_country=2, persons_per_city=4, composed_per_city=2,
+                        n_context=8, n_context_persons=6, n_episode=20, n_ctx_cities=4)
 
 
 def _sentences(corpus):
     return {tuple(int(t) for t in row if t != R.PAD) for row in corpus}
 
 
-# ---------------------------------------------------------------- data generator
+def _pairs(a):
+    return {tuple(x) for x in np.asarray(a).tolist()}
+
+
+# ---------------------------------------------------------------- data generators
 def test_groups_are_disjoint_and_balanced(facts):
     n = len(facts.names)
     assert np.bincount(facts.group).tolist() == [12, 12, 12]
-    # every entity belongs to exactly one fact (hence one group)
-    assert len({tuple(x) for x in facts.names}) == n
-    assert len({tuple(x) for x in facts.descs}) == n
-    # two-hop persons never coincide with curse names
-    assert not ({tuple(x) for x in facts.persons} & {tuple(x) for x in facts.names})
-    # token pools do not overlap between names and descriptions
+    assert len(_pairs(facts.names)) == n and len(_pairs(facts.descs)) == n
     v = facts.vocab
     assert set(facts.names[:, 0]) <= set(v.pool("first")) and set(facts.names[:, 1]) <= set(v.pool("last"))
     assert set(facts.descs[:, 0]) <= set(v.pool("d1")) and set(facts.descs[:, 1]) <= set(v.pool("d2"))
+
+
+def test_prompt_entities_never_meet_the_weights_or_the_training_episodes(facts):
+    weights_n = _pairs(facts.names) | _pairs(facts.persons)
+    test_n = _pairs(facts.ctx_names) | _pairs(facts.ctx_persons)
+    ep_n = _pairs(facts.ep_names)
+    assert not (weights_n & test_n) and not (weights_n & ep_n) and not (test_n & ep_n)
+    assert not (_pairs(facts.descs) & _pairs(facts.ctx_descs))
+    assert not (_pairs(facts.ep_descs) & (_pairs(facts.descs) | _pairs(facts.ctx_descs)))
+    assert len(facts.ctx_names) == 8 and len(facts.ctx_persons) == 6 and len(facts.ep_names) == 20
+    # the episode pool is the same for every seed; the test entities differ
+    other = R.make_facts(seed=4, n_per_group=12, n_templates=3, n_countries=3, cities_per_country=2,
+                         persons_per_city=4, composed_per_city=2, n_context=8, n_context_persons=6,
+                         n_episode=20, n_ctx_cities=4)
+    assert np.array_equal(other.ep_names, facts.ep_names)
+    assert not np.array_equal(other.ctx_names, facts.ctx_names)
+    assert not (_pairs(other.names) & _pairs(facts.ep_names))
+    # no training sequence (corpus or episode) contains a test entity
+    sampler = R.EpisodeSampler([facts, other], [3, 4], 2, twohop_share=0.5, questions=2)
+    tokens, mask = sampler.sample(200)
+    for seq in tokens.reshape(-1, tokens.shape[-1]).tolist():
+        bigrams = set(zip(seq, seq[1:]))
+        assert not (bigrams & (test_n | _pairs(facts.ctx_descs)))
+    assert mask.any() and not mask[..., 0].any()
 
 
 def test_corpus_contains_each_group_only_in_its_directions(facts):
     sent = _sentences(R.make_corpus(facts))
     for nm, ds, g in zip(facts.names.tolist(), facts.descs.tolist(), facts.group.tolist()):
         for t in facts.vocab.pool("tpl"):
-            fwd = (R.BOS, *nm, t, *ds) in sent
-            bwd = (R.BOS, *ds, t, *nm) in sent
-            assert fwd == (g in (0, 2)), (g, "forward")
-            assert bwd == (g in (1, 2)), (g, "backward")
-    # no sentence pairs a name with a description from another fact
-    pairs = {(tuple(n), tuple(d)) for n, d in zip(facts.names.tolist(), facts.descs.tolist())}
-    for s in sent:
-        if len(s) == 6:
-            a, b = s[1:3], s[4:6]
-            assert (a, b) in pairs or (b, a) in pairs
+            assert ((R.BOS, *nm, t, *ds) in sent) == (g in (0, 2))
+            assert ((R.BOS, *ds, t, *nm) in sent) == (g in (1, 2))
+    assert len(_sentences(R.make_corpus(facts, twohop_repeats=1, curse=False))) == \
+        len(facts.persons) * 2 + int(facts.composed_trained.sum()) - \
+        (len(facts.persons) - len(np.unique(facts.city)))      # city sentences repeat per person
 
 
 def test_twohop_is_balanced_and_composition_held_out(facts):
     country = facts.country()
-    # in every kind of person, every country occurs equally often: base rates are uninformative
     for kind in (facts.composed_trained, ~facts.composed_trained & facts.bridge_seen,
                  ~facts.bridge_seen):
         assert kind.any()
         counts = np.unique(country[kind], return_counts=True)[1]
         assert len(counts) == facts.vocab.n_countries and len(set(counts.tolist())) == 1
-    # an unseen bridge city is never the bridge of a trained composition; a seen one always is
     for c in np.unique(facts.city):
         here = facts.city == c
         assert facts.composed_trained[here].any() == facts.bridge_seen[here].all()
-        assert facts.bridge_seen[here].all() or not facts.bridge_seen[here].any()
     sent = _sentences(R.make_corpus(facts))
     v = facts.vocab
     for p, c, y, comp in zip(facts.persons.tolist(), facts.city.tolist(), country.tolist(),
@@ -78,54 +97,45 @@ def test_same_seed_same_facts_and_bad_inputs():
     with pytest.raises(ValueError, match="composed_per_city"):
         R.make_facts(0, 10, persons_per_city=3, composed_per_city=3)
     with pytest.raises(ValueError, match="n_per_group"):
-        R.make_facts(0, 0)
+        R.make_facts(0, -1)
     with pytest.raises(ValueError, match="unseen_cities_per_country"):
         R.make_facts(0, 10, cities_per_country=2, unseen_cities_per_country=2)
+    with pytest.raises(ValueError, match="k >= 2"):
+        R.EpisodeSampler([a], [0], 1)
 
 
-# ---------------------------------------------------------------- evaluation
-class LookupModel:
-    """A hand-made 'model': after a prompt it puts all mass on a fixed answer when it knows the
-    fact in that direction and is uniform otherwise. Works on (M, B, T) token tensors."""
-
-    def __init__(self, table: dict, vocab_size: int):
-        self.table, self.V = table, vocab_size  # table: prompt tuple (without template) -> answer
-
-    def __call__(self, tokens):
-        M, B, T = tokens.shape
-        out = torch.zeros(M, B, T, self.V)
-        for m in range(M):
-            for b in range(B):
-                seq = tokens[m, b].tolist()
-                for t in range(T):
-                    prefix = tuple(seq[:t + 1])
-                    for k in (0, 1):  # answer position k after a 4-token prompt
-                        if len(prefix) == 4 + k:
-                            key = prefix[1:3]
-                            ans = self.table.get(key)
-                            if ans is not None and tuple(prefix[4:]) == tuple(ans[:k]):
-                                out[m, b, t, ans[k]] = 50.0
-        return out
+def test_episodes_state_their_facts_and_ask_about_one(facts):
+    v = facts.vocab
+    names, descs = facts.ctx_names[:3], facts.ctx_descs[:3]
+    tpls = list(v.pool("tpl"))
+    prompt, ans, cands, j = R.curse_episode(names, descs, tpls, False, True, 2, 1, [0, 1, 1])
+    assert prompt[:6] == [R.BOS, *descs[0], tpls[0], *names[0]]
+    assert prompt[-3:] == [*names[2], tpls[1]] and ans == list(descs[2])
+    assert cands == [list(d) for d in descs] and j == 2
+    order = np.array([3, 0, 2, 1])
+    cities, countries = np.array(list(v.pool("ccity"))[:2]), np.array(list(v.pool("country"))[:2])
+    p, a, c, j = R.twohop_episode(facts.ctx_persons[:2], cities, countries, order, v, "composed", 1)
+    assert p[1:4] == [cities[1], v.R2, countries[1]] and p[-3:] == [*facts.ctx_persons[1], v.R12]
+    assert a == [countries[1]] and c == [[countries[0]], [countries[1]]] and j == 1
 
 
-def test_evaluation_scores_a_hand_made_model(facts):
-    # the model knows every fact only in the name -> description direction
-    table = {tuple(n): tuple(d) for n, d in zip(facts.names.tolist(), facts.descs.tolist())}
-    model = LookupModel(table, facts.vocab.size)
-    qs = [q for q in R.build_queries([facts]) if q.meta.experiment.iloc[0] == "curse"]
-    df = R.summarise(R.evaluate(model, qs, seeds=[3])).set_index("condition")
-    for cond in ("p2d/same", "both/forward"):
-        assert df.loc[cond, "accuracy"] == 1.0 and df.loc[cond, "top1"] == 1.0
-        assert df.loc[cond, "rank"] == 0.0
-    for cond in ("p2d/reversed", "both/backward", "d2p/same"):
-        # uniform output: every candidate ties, so the rank is exactly chance
-        assert df.loc[cond, "rank"] == pytest.approx(0.5)
-        assert df.loc[cond, "rank_lift"] == pytest.approx(0.0)
-    assert df.loc["d2p/reversed", "accuracy"] == 1.0
-    assert (df["n_candidates"] == 12).all()
+def test_context_queries_point_at_the_right_answers(facts):
+    q = R.context_queries(facts, seed=3, k=3)
+    assert set(q) == {("p2d", "same"), ("p2d", "reversed"), ("d2p", "same"), ("d2p", "reversed"),
+                      ("twohop", "hop1"), ("twohop", "hop2"), ("twohop", "composed"),
+                      ("twohop", "external")}
+    name_of = {tuple(n): tuple(d) for n, d in zip(facts.ctx_names.tolist(), facts.ctx_descs.tolist())}
+    desc_of = {d: n for n, d in name_of.items()}
+    prompts, cands, correct, items, _ = q[("p2d", "reversed")]
+    for pr, ca, co in zip(prompts, cands, correct):
+        asked = tuple(pr[-3:-1])
+        assert tuple(ca[co]) == desc_of[asked]                  # description -> its name
+        assert tuple(pr[-3:-1]) in desc_of and len(ca) == 3
+    prompts, cands, correct, _, _ = q[("twohop", "external")]
+    assert (prompts[:, -1] == facts.vocab.R1).all() and cands.shape[1:] == (3, 1)
 
 
-def test_normalised_rank_matches_brute_force():
+def test_normalised_rank_and_rank_among_rivals_match_brute_force():
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 5, (3, 7, 9), generator=g).float()  # many ties
     correct = torch.randint(0, 9, (3, 7), generator=g)
@@ -133,107 +143,252 @@ def test_normalised_rank_matches_brute_force():
     for idx in np.ndindex(3, 7):
         s = scores[idx].numpy()
         c = s[correct[idx]]
-        # mean position (0-based) of the correct candidate among its ties, over C - 1
-        expected = ((s > c).sum() + ((s == c).sum() - 1) / 2) / 8
-        assert got[idx].item() == pytest.approx(expected)
-    best = torch.tensor([[3.0, 1.0, 2.0]])
-    assert R.normalised_rank(best, torch.tensor([0])).item() == 0.0
-    assert R.normalised_rank(best, torch.tensor([1])).item() == 1.0
+        assert got[idx].item() == pytest.approx(((s > c).sum() + ((s == c).sum() - 1) / 2) / 8)
     with pytest.raises(ValueError):
         R.normalised_rank(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    # among k random rivals: same expectation as among all candidates
+    big = torch.randn(4000, 30, generator=g)
+    corr = torch.zeros(4000, dtype=torch.long)
+    big[:, 0] += 0.7
+    full = R.normalised_rank(big, corr).mean().item()
+    sub = R.rank_among_rivals(big, corr, 3, torch.Generator().manual_seed(1)).mean().item()
+    assert sub == pytest.approx(full, abs=0.02)
+    assert torch.equal(R.rank_among_rivals(big[:5, :3], corr[:5], 3, g), R.normalised_rank(big[:5, :3], corr[:5]))
+    with pytest.raises(ValueError, match="k must"):
+        R.rank_among_rivals(big, corr, 1, g)
 
 
-def test_prefix_scoring_equals_full_sequence_scoring(facts):
-    model = R.BatchedTransformer(2, facts.vocab.size, d_model=16, n_layers=1, n_heads=2, seeds=[1, 2]).eval()
-    q = R.build_queries([facts, R.make_facts(4, 12, 3, 3, 2, 4, 2)])[1]
-    assert q.candidates.shape[-1] == 2
-    got = T.score_candidates(model, q.prompts, q.candidates)
-    M, Q, C, La = q.candidates.shape
-    seqs = torch.cat([q.prompts[:, :, None].expand(M, Q, C, -1), q.candidates], -1).reshape(M, Q * C, -1)
-    with torch.no_grad():
-        lp = torch.log_softmax(model(seqs), -1)
-    Tp = q.prompts.shape[-1]
-    brute = sum(lp[:, :, Tp - 1 + j].gather(-1, seqs[:, :, Tp + j:Tp + j + 1]).squeeze(-1)
-                for j in range(La)).view(M, Q, C)
-    assert torch.allclose(got, brute, atol=1e-5)
+class LookupModel:
+    """A hand-made 'model' on (M, B, T) tokens: after a prompt whose last two entity tokens are
+    a key of ``table`` (followed by one connective token), it puts all its mass on the first
+    answer token, then on the second; uniform otherwise."""
+
+    def __init__(self, table: dict, vocab_size: int):
+        self.table, self.V = table, vocab_size
+
+    def __call__(self, tokens):
+        M, B, T_ = tokens.shape
+        out = torch.zeros(M, B, T_, self.V)
+        for m in range(M):
+            for b in range(B):
+                seq = tokens[m, b].tolist()
+                for t in range(T_):
+                    for k in (0, 1):
+                        if t - k - 2 >= 0:
+                            key = tuple(seq[t - k - 2:t - k])
+                            ans = self.table.get(key)
+                            if ans is not None and tuple(seq[t - k + 1:t + 1]) == tuple(ans[:k]):
+                                out[m, b, t, ans[k]] = 50.0
+        return out
 
 
-# ---------------------------------------------------------------- batched model
-def test_batched_models_are_independent_and_causal(facts):
-    corpus = torch.from_numpy(np.stack([R.make_corpus(facts)] * 2))
-    cfg = T.TrainConfig(steps=6, batch_size=16, lr=1e-2, warmup=2, log_every=1)
-    both = R.BatchedTransformer(2, facts.vocab.size, 16, 1, 2, seeds=[7, 9])
-    alone = R.BatchedTransformer(1, facts.vocab.size, 16, 1, 2, seeds=[9])
-    assert torch.equal(both.w["tok"][1], alone.w["tok"][0])
-    T.train_lm(both, corpus, cfg, seeds=[7, 9])
-    T.train_lm(alone, corpus[1:], cfg, seeds=[9])
-    for k in both.w:
-        assert torch.allclose(both.w[k][1], alone.w[k][0], atol=1e-6), k
-    assert not torch.allclose(both.w["tok"][0], both.w["tok"][1])
-    # causality: changing the last token leaves earlier logits unchanged
-    x = corpus[:, :4].clone()
-    y = x.clone()
-    y[:, :, -1] = (y[:, :, -1] + 1) % facts.vocab.size
-    with torch.no_grad():
-        assert torch.allclose(both(x)[:, :, :-1], both(y)[:, :, :-1])
-    with pytest.raises(ValueError, match="shape"):
-        both(x[0])
+def test_evaluation_scores_a_hand_made_model(facts):
+    # knows every fact of the weights only in the name -> description direction
+    table = {tuple(n): tuple(d) for n, d in zip(facts.names.tolist(), facts.descs.tolist())}
+    model = LookupModel(table, facts.vocab.size)
+    qs = [q for q in R.build_queries([facts]) if q.meta.experiment.iloc[0] == "curse"]
+    df = R.summarise(R.evaluate(model, qs, seeds=[3], k=3)).set_index("condition")
+    for cond in ("p2d/same", "both/forward"):
+        assert df.loc[cond, "accuracy"] == 1.0 and df.loc[cond, "rank"] == 0.0
+        assert df.loc[cond, "rank_k"] == 0.0
+    for cond in ("p2d/reversed", "both/backward", "d2p/same"):
+        assert df.loc[cond, "rank_lift"] == pytest.approx(0.0)       # uniform: every candidate ties
+        assert df.loc[cond, "rank_lift_k"] == pytest.approx(0.0)
+    assert df.loc["d2p/reversed", "accuracy"] == 1.0
+    assert (df["n_candidates"] == 12).all()
 
 
-def test_training_learns_seen_facts_and_log_is_reproducible():
-    f = R.make_facts(0, 6, 2, 2, 2, 3, 1)
+def test_external_two_hop_answers_on_the_models_own_first_step(facts):
+    v = facts.vocab
+    q = R.build_queries([facts], context_k=2, seeds=[3], curse=False, twohop=False)
+    ext = [s for s in q if s.external][0]
+
+    def read(facts_part):
+        """Answers to "p2 R1" and "city R2" from the facts written in one prompt."""
+        rows, i = {}, 0
+        while i < len(facts_part):
+            if facts_part[i] in v.pool("ccity"):               # "city R2 country"
+                rows[(facts_part[i], v.R2)] = facts_part[i + 2]
+                i += 3
+            else:                                              # "p1 p2 R1 city"
+                rows[(facts_part[i + 1], v.R1)] = facts_part[i + 3]
+                i += 4
+        return rows
+
+    class Reader:
+        """Answers hop 1 and hop 2 by reading its own prompt (14 fact tokens after BOS)."""
+
+        def __call__(self, tokens):
+            M, B, T_ = tokens.shape
+            out = torch.zeros(M, B, T_, v.size)
+            for b in range(B):
+                seq = tokens[0, b].tolist()
+                ans = read(seq[1:15]).get(tuple(seq[-2:]))
+                if ans is not None:
+                    out[0, b, -1, ans] = 50.0
+            return out
+
+    df = R.summarise(R.evaluate(Reader(), [ext], seeds=[3], k=2))
+    assert df.condition.tolist() == ["context/twohop/external"]
+    assert df.accuracy.iloc[0] == 1.0 and df.rank_lift_k.iloc[0] == 0.5
+
+
+def test_training_learns_seen_facts_and_is_reproducible():
     kw = dict(seeds=[0], n_per_group=6, n_templates=2, n_countries=2, cities_per_country=2,
               persons_per_city=3, composed_per_city=1, d_model=32, n_layers=1, n_heads=2,
-              cfg=R.TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=10, log_every=50))
+              cfg=T.TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=10, log_every=50),
+              context_k=2, context_batch=4, n_context_persons=4, n_episode=12, n_ctx_cities=2,
+              pretrain_cfg=T.TrainConfig(steps=5, lr=1e-2, warmup=1, log_every=1))
     a = R.run_experiment(**kw)
     b = R.run_experiment(**kw)
     pd.testing.assert_frame_equal(a["summary"], b["summary"])
     s = a["summary"].set_index("condition")
     assert s.loc["p2d/same", "rank"] < 0.2 and s.loc["d2p/same", "rank"] < 0.2
-    assert a["log"].loss.iloc[-1] < a["log"].loss.iloc[0]
-    assert len(f.names) == 18
+    assert {"pretraining", "facts"} == set(a["log"].phase)
+    assert "context/p2d/reversed" in s.index and a["design"].n_bases.iloc[0] == 1
+    long = R.run_twohop_long([0, 1], n_countries=2, cities_per_country=3, unseen_cities_per_country=1,
+                             persons_per_city=3, composed_per_city=1, d_model=16, n_layers=1,
+                             n_heads=2, cfg=T.TrainConfig(steps=20, batch_size=8, log_every=10),
+                             checkpoint_every=10)
+    assert set(long["curve"].step) == {0, 10, 20}
+    assert not long["summary"].condition.str.startswith(("p2d", "context")).any()
 
 
-# ---------------------------------------------------------------- verdict rule
+# ---------------------------------------------------------------- verdict rules
 def test_no_inference_verdict_rule():
     assert A.no_inference_verdict(-0.03, 0.04, 1.0).label == "supports"
     assert A.no_inference_verdict(0.06, 0.2, 1.0).label == "contradicts"
     assert A.no_inference_verdict(0.01, 0.09, 1.0).label == "mixed"
-    # below chance is still "no inference"
-    assert A.no_inference_verdict(-0.3, -0.1, 1.0).label == "supports"
-    # failed controls void the test, whatever the lift
+    assert A.no_inference_verdict(-0.3, -0.1, 1.0).label == "supports"   # below chance: no inference
+    assert A.no_inference_verdict(0.0, 0.05, 1.0).label == "mixed"       # touching the margin
+    assert A.no_inference_verdict(0.05, 0.1, 1.0).label == "mixed"
     v = A.no_inference_verdict(-0.01, 0.01, 0.5)
     assert v.label == "mixed" and "controls failed" in v.reason
     with pytest.raises(ValueError):
         A.no_inference_verdict(0.2, 0.1, 1.0)
+    with pytest.raises(ValueError):
+        A.no_inference_verdict(float("nan"), 0.1, 1.0)
 
 
-def test_verdict_table_reads_the_right_conditions():
+def test_fieller_ratio_is_the_set_of_ratios_a_paired_t_test_cannot_reject():
+    from countingargs.stats import t_interval
+
+    rng = np.random.default_rng(0)
+    c = 0.4 + 0.02 * rng.standard_normal(6)
+    w = 0.1 + 0.03 * rng.standard_normal(6)
+    ratio, lo, hi = A.fieller_ratio(w, c)
+    assert ratio == pytest.approx(w.mean() / c.mean())
+    for rho in np.linspace(lo - 0.2, hi + 0.2, 81):
+        _, a, b = t_interval(w - rho * c)
+        inside = a <= 0 <= b
+        if abs(rho - lo) > 1e-3 and abs(rho - hi) > 1e-3:
+            assert inside == (lo <= rho <= hi), rho
+    # a denominator not clearly away from zero gives an unbounded interval
+    _, lo, hi = A.fieller_ratio(w, np.array([0.1, -0.1, 0.05, -0.05, 0.02, -0.02]))
+    assert math.isnan(lo) and math.isnan(hi)
+    with pytest.raises(ValueError):
+        A.fieller_ratio([1.0], [1.0])
+
+
+def test_ratio_verdict_every_outcome():
+    c = np.array([0.40, 0.42, 0.38, 0.41, 0.39])
+    assert A.ratio_verdict([0.0, 0.01, -0.01, 0.0, 0.02], c, 1.0, 1.0).label == "supports"
+    assert A.ratio_verdict([0.40, 0.38, 0.41, 0.39, 0.40], c, 1.0, 1.0).label == "contradicts"
+    assert A.ratio_verdict(0.5 * c + np.array([0.1, -0.1, 0.05, -0.05, 0.0]), c, 1.0, 1.0).label == "mixed"
+    # exactly at the threshold in every seed: a zero-width interval at 0 touches both sides
+    assert A.ratio_verdict(0.5 * c, c, 1.0, 1.0).label == "mixed"
+    v = A.ratio_verdict([0.0] * 5, c, 0.5, 1.0)
+    assert v.label == "mixed" and "weights controls failed" in v.reason
+    v = A.ratio_verdict([0.3] * 5, [0.0] * 5, 1.0, 0.5)
+    assert v.label == "mixed" and "prompt controls failed" in v.reason
+    # the prompt route works but infers nothing, the weights do: the ratio is above threshold
+    assert A.ratio_verdict([0.2, 0.25, 0.22, 0.21, 0.23], [0.0, 0.01, -0.01, 0.0, 0.0], 1.0, 1.0).label \
+        == "contradicts"
+    with pytest.raises(ValueError):
+        A.ratio_verdict([0.1] * 5, c, float("nan"), 1.0)
+
+
+# ---------------------------------------------------------------- analysis on synthetic tables
+def _summary(lifts: dict, acc: dict | None = None, seeds=range(5), jitter=0.002):
+    """A summary table with the given mean rank lift per condition (all conditions the analysis
+    reads; controls at lift 0.5 and accuracy 1 unless overridden)."""
     conds = {c for _, t, k in A.TESTS for c in t + k}
+    conds |= {c for _, w, wc, p, pc in A.RATIOS for c in w + wc + p + pc}
+    conds |= {"context/twohop/composed", "twohop/hop1-heldout-unseen-city"}
     rows = []
-    for seed in range(5):
+    for s in seeds:
         for c in sorted(conds):
-            test = c.endswith("reversed") or "composed-heldout" in c
-            lift = (0.3 if "unseen" in c else 0.0) if test else 0.5
-            rows.append({"seed": seed, "condition": c, "accuracy": 0.0 if test else 1.0,
-                         "top1": 0.1, "rank_lift": lift + 0.001 * seed, "chance_top1": 0.1})
-    vt = A.verdict_table(pd.DataFrame(rows)).set_index("test")
-    assert vt.loc["reversal", "verdict"] == "supports"
-    assert vt.loc["two-hop, seen bridge", "verdict"] == "supports"
-    assert vt.loc["two-hop, unseen bridge", "verdict"] == "contradicts"
-    assert vt.loc["reversal", "rank_lift"] == pytest.approx(0.002)
-    assert (vt["control_accuracy"] == 1.0).all()
+            lift = lifts.get(c, 0.5) + jitter * s
+            rows.append({"seed": s, "condition": c, "accuracy": (acc or {}).get(c, 1.0),
+                         "top1": 0.5, "rank": 0.5 - lift, "rank_k": 0.5 - lift,
+                         "rank_lift": lift, "rank_lift_k": lift, "chance_top1": 0.1,
+                         "n_queries": 10, "n_candidates": 10})
+    return pd.DataFrame(rows)
+
+
+PARAMS = dict(margin=0.05, control_min=0.9, ratio_threshold=0.5,
+              n_per_group=100, n_templates=4, n_countries=10, cities_per_country=4,
+              unseen_cities_per_country=2, n_layers=2, d_model=64, n_heads=4, lr=0.003,
+              batch_size=128, steps=2000, context_k=2, context_batch=8,
+              long_steps=4000, long_batch=64)
+
+
+def _tables(summary, summary_long):
+    design = pd.DataFrame([{"seed": s, "n_persons": 240, "n_composed": 80, "n_heldout_seen": 40,
+                            "n_heldout_unseen": 120, "n_params": 1000, "corpus_size": 3840,
+                            "vocab_size": 300, "n_context_facts": 100, "n_context_persons": 100,
+                            "n_episode_entities": 500, "pretrain_steps": 10, "n_bases": 1,
+                            "context_questions": 2}
+                           for s in range(5)])
+    design_long = pd.DataFrame([{"seed": s, "n_persons": 240, "n_cities": 60, "n_bridges_seen": 40,
+                                 "n_composed": 120, "corpus_size": 600} for s in range(5)])
+    ck = summary.assign(step=0)
+    ck = pd.concat([ck, summary.assign(step=1000), summary.assign(step=2000)], ignore_index=True)
+    ckl = pd.concat([summary_long.assign(step=0), summary_long.assign(step=4000)], ignore_index=True)
+    return {"summary": summary, "summary_long": summary_long, "checkpoints": ck,
+            "checkpoints_long": ckl, "design": design, "design_long": design_long,
+            "paper_numbers": R.paper_numbers(), "literature": R.literature()}
+
+
+def test_analyse_produces_every_outcome_and_six_ledger_rows():
+    lifts = {"p2d/reversed": 0.0, "d2p/reversed": 0.0,                      # premise supported
+             "twohop/composed-heldout-seen-city": 0.25,
+             "twohop/composed-heldout-unseen-city": 0.2,                    # contradicted
+             "context/p2d/reversed": 0.4, "context/d2p/reversed": 0.4,
+             "context/twohop/external": 0.4}
+    long = _summary({"twohop/composed-heldout-seen-city": 0.3,
+                     "twohop/composed-heldout-unseen-city": 0.03}, jitter=0.01)  # straddles 0.05
+    f = A.analyse(_tables(_summary(lifts), long), PARAMS)
+    v = f.tables["verdicts"].set_index(["run", "test"])["verdict"]
+    assert v[("main", "reversal")] == "supports"
+    assert v[("main", "two-hop, unseen bridge")] == "contradicts"
+    assert v[("long", "two-hop, unseen bridge")] == "mixed"
+    r = f.tables["ratios"].set_index("test")
+    assert r.loc["reversal", "verdict"] == "supports" and r.loc["reversal", "ratio"] < 0.1
+    assert r.loc["two-hop, seen bridge", "verdict"] == "contradicts"          # 0.25 / 0.4 > 0.5
+    led = f.tables["ledger"]
+    assert len(led) == 6 and led.id.is_unique and led.version.str.len().min() > 10
+    assert set(led.verdict) == {"supports", "contradicts", "mixed"}
+    assert f.glue["verdict_ratio_rev"] == "supports" and "95% interval" in f.glue["ratio_rev"]
+    assert f.glue["phrase_rev"].startswith("lies inside")
+    assert "verdict" not in f.glue                                            # no combined label
+
+
+def test_analysis_voids_tests_whose_lowest_control_failed_and_refuses_gaps():
+    lifts = {"p2d/reversed": 0.0, "d2p/reversed": 0.0}
+    acc = {"context/p2d/same": 0.95}
+    s = _summary(lifts, acc)
+    s.loc[(s.condition == "context/p2d/same") & (s.seed == 2), "accuracy"] = 0.5   # one seed failed
+    s.loc[(s.condition == "p2d/same") & (s.seed == 4), "accuracy"] = 0.8
+    f = A.analyse(_tables(s, _summary({})), PARAMS)
+    assert f.tables["ratios"].set_index("test").loc["reversal", "verdict"] == "mixed"
+    assert "controls failed" in f.tables["ratios"].set_index("test").loc["reversal", "reason"]
+    assert f.tables["verdicts"].iloc[0].verdict == "mixed"                   # mean 0.96, lowest 0.8
     with pytest.raises(ValueError, match="lacks the conditions"):
-        A.verdict_table(pd.DataFrame(rows[:3]))
-
-
-def test_twohop_queries_point_at_the_right_answers(facts):
-    v = facts.vocab
-    for which, answer in [("hop1", facts.city), ("hop2", facts.country()), ("composed", facts.country())]:
-        prompts, cands, correct, kind = R.twohop_queries(facts, which)
-        assert np.array_equal(cands[np.arange(len(correct)), correct, 0], answer)
-        assert np.array_equal(kind == 0, facts.composed_trained)
-    prompts, _, _, _ = R.twohop_queries(facts, "composed")
-    assert (prompts[:, -1] == v.R12).all() and np.array_equal(prompts[:, 1:3], facts.persons)
-    with pytest.raises(ValueError, match="which"):
-        R.twohop_queries(facts, "hop3")
+        A.verdict_table(s[s.condition != "p2d/reversed"])
+    bad = s.copy()
+    bad.loc[0, "rank_lift"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        A.by_seed(bad, [bad.condition.iloc[0]], "rank_lift")
+    with pytest.raises(ValueError, match="needs the table"):
+        A.analyse({"summary": s}, PARAMS)
