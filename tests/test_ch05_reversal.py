@@ -329,23 +329,25 @@ def _summary(lifts: dict, acc: dict | None = None, seeds=range(5), jitter=0.002)
 PARAMS = dict(margin=0.05, control_min=0.9, ratio_threshold=0.5,
               n_per_group=100, n_templates=4, n_countries=10, cities_per_country=4,
               unseen_cities_per_country=2, n_layers=2, d_model=64, n_heads=4, lr=0.003,
-              batch_size=128, steps=2000, context_k=2, context_batch=8,
+              batch_size=128, steps=2000, context_k=2, context_batch=8, ratio_steps=1200,
               long_steps=4000, long_batch=64)
 
 
-def _tables(summary, summary_long):
+def _tables(summary, summary_long, ratio=None):
     design = pd.DataFrame([{"seed": s, "n_persons": 240, "n_composed": 80, "n_heldout_seen": 40,
                             "n_heldout_unseen": 120, "n_params": 1000, "corpus_size": 3840,
                             "vocab_size": 300, "n_context_facts": 100, "n_context_persons": 100,
                             "n_episode_entities": 500, "pretrain_steps": 10, "n_bases": 1,
                             "context_questions": 2}
                            for s in range(5)])
+    summary_ratio = summary if ratio is None else ratio
     design_long = pd.DataFrame([{"seed": s, "n_persons": 240, "n_cities": 60, "n_bridges_seen": 40,
                                  "n_composed": 120, "corpus_size": 600} for s in range(5)])
     ck = summary.assign(step=0)
     ck = pd.concat([ck, summary.assign(step=1000), summary.assign(step=2000)], ignore_index=True)
     ckl = pd.concat([summary_long.assign(step=0), summary_long.assign(step=4000)], ignore_index=True)
     return {"summary": summary, "summary_long": summary_long, "checkpoints": ck,
+            "summary_ratio": summary_ratio, "design_ratio": design,
             "checkpoints_long": ckl, "design": design, "design_long": design_long,
             "paper_numbers": R.paper_numbers(), "literature": R.literature()}
 
@@ -380,8 +382,9 @@ def test_analysis_voids_tests_whose_lowest_control_failed_and_refuses_gaps():
     s = _summary(lifts, acc)
     s.loc[(s.condition == "context/p2d/same") & (s.seed == 2), "accuracy"] = 0.5   # one seed failed
     s.loc[(s.condition == "p2d/same") & (s.seed == 4), "accuracy"] = 0.8
-    f = A.analyse(_tables(s, _summary({})), PARAMS)
+    f = A.analyse(_tables(_summary(lifts), _summary({}), ratio=s), PARAMS)
     assert f.tables["ratios"].set_index("test").loc["reversal", "verdict"] == "mixed"
+    f = A.analyse(_tables(s, _summary({})), PARAMS)
     assert "controls failed" in f.tables["ratios"].set_index("test").loc["reversal", "reason"]
     assert f.tables["verdicts"].iloc[0].verdict == "mixed"                   # mean 0.96, lowest 0.8
     with pytest.raises(ValueError, match="lacks the conditions"):

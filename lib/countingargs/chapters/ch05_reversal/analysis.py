@@ -2,12 +2,14 @@
 
 Tables read (as saved by the notebook):
 
-- ``summary``: one row per seed x condition of the main run (see :func:`experiment.summarise`):
-  facts of the weights (``p2d/...``, ``d2p/...``, ``both/...``, ``twohop/...``) and facts in
-  the prompt (``context/...``);
+- ``summary``: one row per seed x condition of the main run, facts of the weights only (see
+  :func:`experiment.summarise`: ``p2d/...``, ``d2p/...``, ``both/...``, ``twohop/...``);
 - ``checkpoints``: the same during training, with ``step``;
+- ``summary_ratio``: the same for the models trained on facts *and* on prompt episodes, with
+  the prompt conditions (``context/...``); the ratio tests compare the two routes in these models;
 - ``summary_long`` / ``checkpoints_long``: the two-hop-only run with more bridges, trained longer;
-- ``design`` / ``design_long``: one row per seed, sizes of the facts, corpus and model;
+- ``design`` / ``design_ratio`` / ``design_long``: one row per seed, sizes of the facts, corpus
+  and model;
 - ``paper_numbers``: Berglund et al.'s results we compare with; ``literature``: the training
   regime of Wang et al.'s two-hop experiments; both transcribed with their source.
 
@@ -254,12 +256,13 @@ def ratio_table(summary: pd.DataFrame, threshold: float = 0.5, control_min: floa
 def design(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     """Sizes of the experiments (from the ``design`` tables and the parameters)."""
     d = _need(tables, "design", ("seed", "n_persons", "n_composed", "n_heldout_seen",
-                                 "n_heldout_unseen", "n_params", "corpus_size", "vocab_size",
-                                 "n_context_facts", "n_context_persons", "n_episode_entities",
-                                 "pretrain_steps", "n_bases", "context_questions"))
+                                 "n_heldout_unseen", "n_params", "corpus_size", "vocab_size"))
+    dr = _need(tables, "design_ratio", ("n_context_facts", "n_context_persons", "n_episode_entities",
+                                        "pretrain_steps", "n_bases", "context_questions",
+                                        "vocab_size", "n_params"))
     dl = _need(tables, "design_long", ("seed", "n_persons", "n_cities", "n_bridges_seen",
                                        "n_composed", "corpus_size"))
-    first, fl = d.iloc[0], dl.iloc[0]
+    first, fl, fr = d.iloc[0], dl.iloc[0], dr.iloc[0]
     n_cities = int(params["n_countries"]) * int(params["cities_per_country"])
     g = {
         "n_per_group": int(params["n_per_group"]), "n_templates": int(params["n_templates"]),
@@ -279,11 +282,13 @@ def design(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
         "n_candidates_curse": int(params["n_per_group"]),
         "margin": float(params["margin"]), "control_min": 100 * float(params["control_min"]),
         "context_k": int(params["context_k"]), "context_batch": int(params["context_batch"]),
-        "context_questions": int(first.context_questions),
-        "n_context_facts": int(first.n_context_facts),
-        "n_context_persons": int(first.n_context_persons),
-        "n_episode_entities": int(first.n_episode_entities),
-        "pretrain_steps": int(first.pretrain_steps), "n_bases": int(first.n_bases),
+        "context_questions": int(fr.context_questions),
+        "n_context_facts": int(fr.n_context_facts),
+        "n_context_persons": int(fr.n_context_persons),
+        "n_episode_entities": int(fr.n_episode_entities),
+        "pretrain_steps": int(fr.pretrain_steps), "n_bases": int(fr.n_bases),
+        "ratio_steps": int(params["ratio_steps"]), "ratio_vocab_size": int(fr.vocab_size),
+        "ratio_n_params": int(fr.n_params),
         "ratio_threshold": float(params["ratio_threshold"]),
         "long_steps": int(params["long_steps"]), "long_batch": int(params["long_batch"]),
         "long_n_persons": int(fl.n_persons), "long_n_cities": int(fl.n_cities),
@@ -316,12 +321,19 @@ WITH_INTERVAL = (
      ("twohop/composed-heldout-seen-city",)),
     ("comp_unseen_rank", "comp_unseen_rank_lo", "comp_unseen_rank_hi", "rank",
      ("twohop/composed-heldout-unseen-city",)),
+)
+#: the same, read from the run trained on facts and prompts (``summary_ratio``)
+RATIO_RUN_WITH_INTERVAL = (
     ("ctx_same_lift", "ctx_same_lift_lo", "ctx_same_lift_hi", "rank_lift_k",
      ("context/p2d/same", "context/d2p/same")),
     ("ctx_rev_lift", "ctx_rev_lift_lo", "ctx_rev_lift_hi", "rank_lift_k",
      ("context/p2d/reversed", "context/d2p/reversed")),
     ("ctx_composed_lift", "ctx_composed_lift_lo", "ctx_composed_lift_hi", "rank_lift_k",
      ("context/twohop/composed",)),
+    ("ratio_run_rev_lift", "ratio_run_rev_lift_lo", "ratio_run_rev_lift_hi", "rank_lift",
+     ("p2d/reversed", "d2p/reversed")),
+    ("ratio_run_seen_lift", "ratio_run_seen_lift_lo", "ratio_run_seen_lift_hi", "rank_lift",
+     ("twohop/composed-heldout-seen-city",)),
 )
 #: glued as a mean only (accuracy in percent): (key, condition)
 ACCURACIES = (
@@ -330,6 +342,10 @@ ACCURACIES = (
     ("hop1_unseen_accuracy", "twohop/hop1-heldout-unseen-city"),
     ("hop2_unseen_accuracy", "twohop/hop2-heldout-unseen-city"),
     ("comp_trained_accuracy", "twohop/composed-trained"),
+)
+#: the same, from the run trained on facts and prompts
+RATIO_RUN_ACCURACIES = (
+    ("ratio_run_p2d_same_accuracy", "p2d/same"), ("ratio_run_d2p_same_accuracy", "d2p/same"),
     ("ctx_p2d_same_accuracy", "context/p2d/same"), ("ctx_d2p_same_accuracy", "context/d2p/same"),
     ("ctx_p2d_rev_accuracy", "context/p2d/reversed"),
     ("ctx_d2p_rev_accuracy", "context/d2p/reversed"),
@@ -341,21 +357,26 @@ ACCURACIES = (
 
 def conditions(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     """Accuracy (%), normalised rank and rank lift of the conditions the prose quotes, with
-    intervals (:data:`WITH_INTERVAL`, :data:`ACCURACIES`)."""
-    s = _need(tables, "summary", ("seed", "condition", "accuracy", "rank", "rank_lift_k"))
+    intervals (:data:`WITH_INTERVAL`, :data:`ACCURACIES` from the main run, the ``RATIO_RUN_``
+    ones from the run trained on facts and prompts)."""
     g = {}
-    for key, key_lo, key_hi, metric, conds in WITH_INTERVAL:
-        scale = 100 if metric == "accuracy" else 1
-        g[key], g[key_lo], g[key_hi] = (scale * x for x in ci(by_seed(s, conds, metric)))
-    for key, cond in ACCURACIES:
-        g[key] = 100 * float(by_seed(s, [cond], "accuracy").mean())
+    for name, with_interval, accuracies in (("summary", WITH_INTERVAL, ACCURACIES),
+                                            ("summary_ratio", RATIO_RUN_WITH_INTERVAL,
+                                             RATIO_RUN_ACCURACIES)):
+        s = _need(tables, name, ("seed", "condition", "accuracy", "rank", "rank_lift_k"))
+        for key, key_lo, key_hi, metric, conds in with_interval:
+            scale = 100 if metric == "accuracy" else 1
+            g[key], g[key_lo], g[key_hi] = (scale * x for x in ci(by_seed(s, conds, metric)))
+        for key, cond in accuracies:
+            g[key] = 100 * float(by_seed(s, [cond], "accuracy").mean())
     g["chance_accuracy_prompt"] = 100 / int(params["context_k"])
     return Findings(glue=g)
 
 
 def phrases(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     """Where the intervals lie, in words computed from them (relative to the verdict margin)."""
-    s = _need(tables, "summary", ("seed", "condition", "rank_lift", "rank_lift_k"))
+    s = _need(tables, "summary", ("seed", "condition", "rank_lift"))
+    sr = _need(tables, "summary_ratio", ("seed", "condition", "rank_lift_k"))
     sl = _need(tables, "summary_long", ("seed", "condition", "rank_lift"))
     m = float(params["margin"])
 
@@ -367,8 +388,8 @@ def phrases(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
         "phrase_rev": where(s, ["p2d/reversed", "d2p/reversed"]),
         "phrase_seen": where(s, ["twohop/composed-heldout-seen-city"]),
         "phrase_unseen": where(s, ["twohop/composed-heldout-unseen-city"]),
-        "phrase_ctx_same": where(s, ["context/p2d/same", "context/d2p/same"], "rank_lift_k"),
-        "phrase_ctx_rev": where(s, ["context/p2d/reversed", "context/d2p/reversed"], "rank_lift_k"),
+        "phrase_ctx_same": where(sr, ["context/p2d/same", "context/d2p/same"], "rank_lift_k"),
+        "phrase_ctx_rev": where(sr, ["context/p2d/reversed", "context/d2p/reversed"], "rank_lift_k"),
         "phrase_long_seen": where(sl, ["twohop/composed-heldout-seen-city"]),
         "phrase_long_unseen": where(sl, ["twohop/composed-heldout-unseen-city"]),
     })
@@ -460,11 +481,12 @@ def _ratio_finding(row) -> str:
 def verdicts(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
     """Every verdict, the derived tables and the ledger rows."""
     s = _need(tables, "summary", ("seed", "condition", "rank_lift"))
+    sr = _need(tables, "summary_ratio", ("seed", "condition", "rank_lift_k"))
     sl = _need(tables, "summary_long", ("seed", "condition", "rank_lift"))
     m, cmin = float(params["margin"]), float(params["control_min"])
     vt = pd.concat([verdict_table(s, m, cmin),
                     verdict_table(sl, m, cmin, tests=TESTS[1:], run="long")], ignore_index=True)
-    rt = ratio_table(s, float(params["ratio_threshold"]), cmin, cmin)
+    rt = ratio_table(sr, float(params["ratio_threshold"]), cmin, cmin)
     rev, seen, unseen, lseen, lunseen = (vt.iloc[i] for i in range(5))
     rr, rs, ru = (rt.iloc[i] for i in range(3))
     g = {"lift_rev": rev.rank_lift, "lift_rev_lo": rev.lift_lo, "lift_rev_hi": rev.lift_hi,
@@ -489,6 +511,8 @@ def verdicts(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
          "ratio_unseen": _ratio_text(ru), "verdict_ratio_unseen": ru.verdict,
          "reason_ratio_unseen": ru.reason,
          "prompt_control_rev": 100 * rr.prompt_control,
+         "ratio_weights_control_rev": 100 * rr.weights_control,
+         "ratio_weights_control_twohop": 100 * rs.weights_control,
          "prompt_control_twohop": 100 * rs.prompt_control}
     ledger = report.ledger_table(ledger_rows(vt, rt, float(params["ratio_threshold"])))
     return Findings(glue=g, tables={"verdicts": vt, "ratios": rt, "ledger": ledger})

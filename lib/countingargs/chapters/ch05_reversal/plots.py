@@ -108,9 +108,10 @@ def _curves(ax, curve: pd.DataFrame, lines, margin: float, xlabel: str) -> None:
 
 @figure("reversal-ratio")
 def ratio(tables: Mapping[str, pd.DataFrame], params: Mapping):
-    """Per test: the rank lift of the same inference from facts in the weights and from facts
-    in the prompt (seeds as dots, means with 95% t-intervals), beside the prompt controls."""
-    s = tables["summary"]
+    """Per test, in the models trained on facts and prompts: the rank lift of the same inference
+    from facts in the weights and from facts in the prompt (seeds as dots, means with 95%
+    t-intervals), beside the prompt controls."""
+    s = tables["summary_ratio"]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, ax = plt.subplots(figsize=(9, 3.8))
     labels = []
