@@ -69,6 +69,23 @@ def plain(value: Any) -> Any:
     return value
 
 
+class _ReadTracker(dict):
+    """The tables as a dict that remembers which ones a plot function read (for provenance)."""
+
+    def __init__(self, tables: dict):
+        super().__init__(tables)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key in self:
+            self.read.add(key)
+        return super().get(key, default)
+
+
 class Run:
     def __init__(self, results_dir: str | os.PathLike, figures_dir: str | os.PathLike,
                  profile: str = "standard", notebook: str = "", params: dict | None = None):
@@ -82,6 +99,7 @@ class Run:
         self.volatile: dict[str, Any] = {}
         self.tables: dict[str, pd.DataFrame] = {}
         self.figures: list[str] = []
+        self.figure_sources: dict[str, dict] = {}
         if params is None:
             pfile = self.results_dir / "parameters.json"
             params = json.loads(pfile.read_text()) if pfile.exists() else None
@@ -124,7 +142,10 @@ class Run:
         if label is None:
             raise ValueError(f"{getattr(fn, '__name__', fn)!r} is not a figure function "
                              "(decorate it with @figure('label'))")
-        self.figure(fn(self.tables, self.params), label)
+        seen = _ReadTracker(self.tables)
+        self.figure(fn(seen, self.params), label)
+        self.figure_sources[label] = {"function": f"{fn.__module__}.{fn.__qualname__}",
+                                      "tables": sorted(seen.read)}
 
     def record(self, findings: Findings) -> Findings:
         """Save the derived tables and glue the values of an analysis."""
@@ -172,6 +193,7 @@ class Run:
             "profile": self.profile,
             "tables": sorted(self.tables),
             "figures": sorted(self.figures),
+            "figure_sources": self.figure_sources,
             "glue_keys": sorted(self.glued),
             "volatile_keys": sorted(self.volatile),
             "torch_threads": torch.get_num_threads(),
