@@ -107,13 +107,19 @@ def provenance_links(page, base: str) -> tuple[int, list[str]]:
     return len(figs), problems
 
 
-def pdf_link(page, base: str) -> tuple[str, bytes]:
-    """The PDF linked from the page, fetched."""
-    hrefs = page.eval_on_selector_all("a[href$='.pdf']", "els => els.map(e => e.href)")
+def fetch_pdf(browser, base: str, folder) -> "Path":
+    """The book's PDF as linked from the introduction, saved in ``folder``."""
+    v = Visit(browser, f"{base}/book/intro.html")
+    hrefs = v.page.eval_on_selector_all("a[href$='.pdf']", "els => els.map(e => e.href)")
     book = [h for h in hrefs if h.endswith("/" + PDF_NAME)]
-    assert book, f"no link to the book's PDF on {page.url}"
-    r = page.request.get(book[0])
-    return book[0], (r.body() if r.status == 200 else b"")
+    assert book, f"no link to the book's PDF on {v.page.url}"
+    r = v.page.request.get(book[0])
+    data = r.body() if r.status == 200 else b""
+    v.close()
+    assert data.startswith(b"%PDF-"), f"{book[0]} -> HTTP {r.status}, not a PDF"
+    path = folder / PDF_NAME
+    path.write_bytes(data)
+    return path
 
 
 def check_pdf(path, figure_numbers: list[str], alts: list[str], min_pages: int) -> list[str]:

@@ -142,10 +142,5 @@ def test_cite_page_shows_bibtex_from_citation_cff(fake_served, browser):
 
 def test_the_pdf(fake_served, browser, tmp_path):
     base, html, _ = fake_served
-    v = bookcheck.Visit(browser, f"{base}/book/intro.html")
-    url, data = bookcheck.pdf_link(v.page, base)
-    v.close()
-    assert data.startswith(b"%PDF-")
-    path = tmp_path / "book.pdf"
-    path.write_bytes(data)
+    path = bookcheck.fetch_pdf(browser, base, tmp_path)
     assert bookcheck.check_pdf(path, ["1"], ["A line going up."], min_pages=5) == []
