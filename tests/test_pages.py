@@ -118,10 +118,11 @@ def test_a_row_naming_a_figure_the_chapter_does_not_place_is_shown_and_reported(
 def test_coverage_map_links_arguments_to_ledger_rows(fake):
     pages.generate(fake, pdf=False)
     text = (fake / pages.PAGES / "coverage.md").read_text()
-    assert "3 arguments; 2 tested by a chapter of this book, 1 with rows in the ledger, 1 not tested yet" in text
+    assert ("3 arguments: 2 tested by a chapter of this book (1 of them with rows in the ledger so far), "
+            "1 checkable ones **not tested yet**, and 0 about framing") in text
     assert "(coverage-pope-fake)=" in text and "{ref}`01-alpha-heldout <ledger-01-alpha-heldout>`" in text
     assert "Chapter {doc}`02: Beta chapter </book/generated/02_beta>` (not yet in the ledger)" in text
-    assert "**Not tested yet.** A test would need: a ninth chapter" in text
+    assert "not tested yet</span> A test would need: a ninth chapter" in text
     assert "Something checkable about \\$x\\$ and \\*emphasis\\*" in text
 
 

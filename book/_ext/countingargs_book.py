@@ -24,7 +24,6 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
-from sphinx import addnodes
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.nodes import make_refnode
@@ -141,15 +140,22 @@ def _file_ref(app, docname: str, path: str, text: str | None = None, node=None):
 # ---------------------------------------------------------------------------------------------
 # The post-transform: provenance lines, rerun boxes, the figure index
 # ---------------------------------------------------------------------------------------------
+def _inlined(node) -> bool:
+    """A node that holds one source document inside another (singlehtml inlines every document
+    into the root one, marking each with its ``docname``)."""
+    return isinstance(node, nodes.Element) and not isinstance(node, nodes.document) \
+        and bool(node.get("docname"))
+
+
 def _doc_roots(document, docname):
-    """(node, docname) of each source document in this doctree (singlehtml inlines them all)."""
-    inlined = list(document.findall(addnodes.start_of_file))
+    """(node, docname) of each source document in this doctree."""
+    inlined = list(document.findall(_inlined))
     return [(n, n["docname"]) for n in inlined] if inlined else [(document, docname)]
 
 
 def _docname_of(node, default):
     while node is not None:
-        if isinstance(node, addnodes.start_of_file):
+        if _inlined(node):
             return node["docname"]
         node = node.parent
     return default

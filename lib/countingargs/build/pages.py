@@ -437,14 +437,15 @@ def citation(root: Path, commit: str | None = None) -> dict[str, Any]:
 
 def figure_citation(book: dict, fig: dict, number: str, caption: str) -> tuple[str, str]:
     """(plain text, BibTeX) citing one figure: its number and file, the book's citation, the
-    commit and profile of the results it was drawn from."""
+    commit and profile of the results it was drawn from. The figure's title is its ``:alt:``
+    text (a one-line description), else the first sentence of its caption."""
     commit = fig.get("commit")
     ctext = f"commit {commit[:12]}" if commit else "no git commit"
     if fig.get("dirty"):
         ctext += " with uncommitted changes"
-    short = caption.split(". ")[0].strip().rstrip(".")
-    if len(short) > 140:
-        short = short[:137].rstrip() + "..."
+    short = " ".join(str(fig.get("alt") or caption.split(". ")[0]).split()).rstrip(".")
+    if len(short) > 160:
+        short = short[:157].rsplit(" ", 1)[0] + "..."
     plain = (f"{', '.join(book['authors'])} ({book['year']}). {book['title']}, version "
              f"{book['version']}, Figure {number}: {short}. File figures/{fig['label']}.pdf, "
              f"{fig.get('profile') or 'unknown'} profile, {ctext}.")
@@ -632,9 +633,11 @@ def coverage_fragment(coverage: dict, chapters: list[Chapter]) -> tuple[str, lis
     rows = [r for c in chapters for r in (c.ledger or [])]
     args = coverage["arguments"]
     tested = [a for a in args if any(n in by_num for n in a["chapters"])]
-    lines = [f"{len(args)} arguments; {len(tested)} tested by a chapter of this book, "
-             f"{sum(bool(match_ledger(a['ledger'], rows)) for a in args)} with rows in the ledger, "
-             f"{len(args) - len(tested)} not tested yet.", ""]
+    conceptual = [a for a in args if a["kind"] == "conceptual" and a not in tested]
+    lines = [f"{len(args)} arguments: {len(tested)} tested by a chapter of this book "
+             f"({sum(bool(match_ledger(a['ledger'], rows)) for a in args)} of them with rows in the "
+             f"ledger so far), {len(args) - len(tested) - len(conceptual)} checkable ones **not tested "
+             f"yet**, and {len(conceptual)} about framing, which no measurement decides.", ""]
     for person, full in coverage["people"].items():
         mine = [a for a in args if a["who"] == person]
         if not mine:
@@ -663,9 +666,10 @@ def coverage_fragment(coverage: dict, chapters: list[Chapter]) -> tuple[str, lis
 def _tested_by(a: dict, by_num: dict[str, Chapter], rows: list[dict], problems: list[str]) -> str:
     have = [by_num[n] for n in a["chapters"] if n in by_num]
     if not have and a["kind"] == "conceptual":
-        return f"**Conceptual, no test.** {md(a.get('needs') or '')}"
+        return f'<span class="ca-badge ca-conceptual">conceptual</span> {md(a.get("needs") or "")}'
     if not have:
-        return f"**Not tested yet.** A test would need: {md(a.get('needs') or 'a chapter')}"
+        return (f'<span class="ca-badge ca-untested">not tested yet</span> A test would need: '
+                f'{md(a.get("needs") or "a chapter")}')
     parts = []
     for ch in have:
         mine = [r for r in match_ledger(a["ledger"], rows) if r["chapter"] == ch.name]
