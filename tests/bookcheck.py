@@ -93,7 +93,7 @@ def provenance_links(page, base: str) -> tuple[int, list[str]]:
             continue
         kinds = {urlparse(u).path.rsplit(".", 1)[-1] for u in f["links"]}
         for k in ("png", "pdf", "csv", "ipynb"):
-            if k not in kinds and not (k == "csv" and "which of them was not recorded" in page.inner_text(f"#{f['id']}")):
+            if k not in kinds and not (k == "csv" and "the tables it read were not recorded" in page.inner_text(f"#{f['id']}")):
                 problems.append(f"{f['id']}: no {k} link in its provenance line")
         if "@misc{" not in f["cite"] or "Figure " not in f["cite"]:
             problems.append(f"{f['id']}: no citation snippet with the figure number")
@@ -122,10 +122,15 @@ def fetch_pdf(browser, base: str, folder) -> "Path":
     return path
 
 
-def check_pdf(path, figure_numbers: list[str], alts: list[str], min_pages: int) -> list[str]:
-    """The printed book: enough pages, every figure (its number and its alt text), no glue."""
+def check_pdf(path, figure_numbers: list[str], alts: list[str], min_pages: int,
+              figure_ids: list[str] = ()) -> list[str]:
+    """The printed book: enough pages, every figure (its number, its alt text, and a link target
+    the figure index points to), every internal link resolved, no glue."""
     info = bpdf.inspect_pdf(path)
     problems = list(info["problems"])
+    missing = [f for f in figure_ids if f not in info["destinations"]]
+    if missing:
+        problems.append(f"figures that no link of the PDF reaches: {missing}")
     if info["pages"] < min_pages:
         problems.append(f"the PDF has {info['pages']} pages, expected at least {min_pages}")
     squeezed = re.sub(r"\s+", "", info["text"])

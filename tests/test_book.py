@@ -230,7 +230,7 @@ def test_the_pdf_of_the_book(served_html, browser, quick_book, tmp_path):
     assert len(numbers) == len(figs) > 0
     path = bookcheck.fetch_pdf(browser, base, tmp_path)
     assert bookcheck.check_pdf(path, numbers, [f["alt"] for f in figs.values() if f["alt"]],
-                               min_pages=20) == []
+                               min_pages=20, figure_ids=[f["name"] for f in figs.values()]) == []
 
 
 def test_figure_files_carry_their_provenance(quick_book):

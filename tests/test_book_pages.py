@@ -4,6 +4,7 @@ provenance, the figure index, the status page and the PDF. The real chapters do 
 ledger rows yet; this is where every row-level check runs until they do."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -143,4 +144,28 @@ def test_cite_page_shows_bibtex_from_citation_cff(fake_served, browser):
 def test_the_pdf(fake_served, browser, tmp_path):
     base, html, _ = fake_served
     path = bookcheck.fetch_pdf(browser, base, tmp_path)
-    assert bookcheck.check_pdf(path, ["1"], ["A line going up."], min_pages=5) == []
+    assert bookcheck.check_pdf(path, ["1"], ["A line going up."], min_pages=5,
+                               figure_ids=["fig-alpha-fig"]) == []
+
+
+def test_an_unchanged_chapter_shows_the_provenance_of_new_results(fake_html, tmp_path):
+    """Sphinx rewrites only pages whose sources changed; new results behind an unchanged chapter
+    (here: a new commit) must still reach its provenance line on the next (incremental) build."""
+    import json
+    import shutil
+
+    root = tmp_path / "book"
+    shutil.copytree(fake_html[0], root, symlinks=True, ignore=shutil.ignore_patterns("_build"))
+    cfg = root / "_config.yml"
+    cfg.write_text(cfg.read_text().replace("countingargs_pdf: auto", 'countingargs_pdf: "off"'))
+    page = root / "_build" / "html" / "book" / "generated" / "01_alpha.html"
+    prov = root / "results" / "quick" / "01_alpha" / "provenance.json"
+    for commit in ("abc123def4567", "fedcba9876543210"):
+        data = json.loads(prov.read_text())
+        data["commit"] = commit
+        prov.write_text(json.dumps(data))
+        proc = subprocess.run([jupyter_book(), "build", str(root), "-W", "-n", "--keep-going"],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        assert f"commit {commit[:12]}" in re.sub(r"<[^>]+>", "", page.read_text())
+    assert "No PDF of the book was built here" in (root / "_build" / "html" / "book" / "intro.html").read_text()

@@ -50,7 +50,7 @@ def test_findings_for_the_introduction_come_from_the_ledger(fake):
     pages.generate(fake, pdf=False)
     text = (fake / pages.PAGES / "findings.md").read_text()
     assert "holds 3 sub-claims from 1 of 3 chapters: 1 supported, 1 contradicted and 1 mixed" in text
-    assert "1 verdicts favour the side against the counting argument" in text
+    assert "1 verdict favours the side against the counting argument, 1 the side for" in text
     for row in ledger_rows():
         assert pages.md(row["finding"]) in text
     (_ledger_path(fake)).unlink()

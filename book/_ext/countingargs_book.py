@@ -18,6 +18,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 import shutil
 from pathlib import Path
@@ -47,6 +49,10 @@ class FigureIndex(Directive):
     has_content = False
 
     def run(self):
+        env = self.state.document.settings.env
+        if not hasattr(env, "ca_index_docs"):
+            env.ca_index_docs = set()
+        env.ca_index_docs.add(env.docname)
         return [figure_index()]
 
 
@@ -56,6 +62,7 @@ class FigureIndex(Directive):
 def _generate(app, config):
     root = Path(app.srcdir)
     mode = config.countingargs_pdf
+    mode = {True: "on", False: "off"}.get(mode, mode)   # YAML reads a bare on/off as a boolean
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"countingargs_pdf must be auto, on or off, got {mode!r}")
     app.ca_book = pages.generate(root, pdf=None if mode == "auto" else mode == "on")
@@ -81,14 +88,33 @@ def _collect_captions(app, doctree):
 
 def _purge(app, env, docname):
     getattr(env, "ca_figures", {}).pop(docname, None)
+    getattr(env, "ca_index_docs", set()).discard(docname)
 
 
 def _merge(app, env, docnames, other):
     if not hasattr(env, "ca_figures"):
         env.ca_figures = {}
+    if not hasattr(env, "ca_index_docs"):
+        env.ca_index_docs = set()
     for d in docnames:
         if d in getattr(other, "ca_figures", {}):
             env.ca_figures[d] = other.ca_figures[d]
+        if d in getattr(other, "ca_index_docs", set()):
+            env.ca_index_docs.add(d)
+
+
+def _outdated(app, env, added, changed, removed):
+    """Pages whose generated parts (figure provenance, rerun boxes, the figure index) come from
+    ``book.json`` are rebuilt whenever it, or this extension, changes: Sphinx would otherwise
+    keep showing the provenance of earlier results on an unchanged chapter."""
+    key = hashlib.sha256(json.dumps(app.ca_book, sort_keys=True, default=str).encode()
+                         + Path(__file__).read_bytes()).hexdigest()
+    if getattr(env, "ca_book_key", None) == key:
+        return []
+    env.ca_book_key = key
+    docs = set(getattr(env, "ca_figures", {})) | set(getattr(env, "ca_index_docs", set()))
+    docs |= {c["docname"] for c in app.ca_book["chapters"].values()}
+    return sorted(d for d in docs if d in env.found_docs)
 
 
 def _label_of(fig) -> str | None:
@@ -197,20 +223,23 @@ def _provenance(app, docname, fig_node, fig):
     caption = cap.astext() if cap else fig.get("alt", "")
     box = nodes.container(classes=["ca-provenance"])
     folder = f"results/{fig['profile']}/{fig['chapter']}/"
-    parts = [nodes.strong(text=f"Figure {number}"), " \u00b7 file ",
+    notebook = _file_ref(app, docname, fig["notebook_file"], posixpath.basename(fig["notebook_file"]),
+                         fig_node)
+    parts = [nodes.strong(text=f"Figure {number}"), " \u00b7 files: ",
              _file_ref(app, docname, fig["png"], "PNG", fig_node), ", ",
-             _file_ref(app, docname, fig["pdf"], "PDF", fig_node), " \u00b7 data "]
+             _file_ref(app, docname, fig["pdf"], "PDF", fig_node), " \u00b7 data: "]
     if fig.get("tables"):
         parts += _sep([_file_ref(app, docname, t, None, fig_node) for t in fig["tables"]])
         parts += [" in ", _literal(folder)]
     elif fig.get("profile"):
-        parts += ["the tables in ", _literal(folder), " (which of them was not recorded)"]
+        parts += [_literal(folder), " (the tables it read were not recorded)"]
     else:
         parts += ["not found"]
-    parts += [" \u00b7 drawn by ", _literal(fig.get("function") or "a notebook cell"), " in ",
-              _file_ref(app, docname, fig["notebook_file"], posixpath.basename(fig["notebook_file"]),
-                        fig_node),
-              f" \u00b7 {fig.get('profile') or 'unknown'} profile \u00b7 "]
+    if fig.get("function"):
+        parts += [" \u00b7 drawn by ", _literal(fig["function"]), " in ", notebook]
+    else:
+        parts += [" \u00b7 drawn by a cell of ", notebook]
+    parts += [f" \u00b7 {fig.get('profile') or 'unknown'} profile, "]
     commit = fig.get("commit")
     parts += (["commit ", _literal(commit[:12])] if commit else ["no git commit"])
     if fig.get("dirty"):
@@ -369,11 +398,12 @@ def _print_pdf(app, exception):
 
 
 def setup(app):
-    app.add_config_value("countingargs_pdf", "auto", "env")
+    app.add_config_value("countingargs_pdf", "auto", "env", types=[str, bool])
     app.connect("config-inited", _generate)
     app.connect("doctree-read", _collect_captions)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
+    app.connect("env-get-outdated", _outdated)
     app.connect("build-finished", _copy_served, priority=400)
     app.connect("build-finished", _print_pdf, priority=600)
     app.add_role("bookfile", bookfile_role)

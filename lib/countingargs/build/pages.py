@@ -519,9 +519,7 @@ def ledger_fragment(chapters: list[Chapter], coverage: dict) -> tuple[str, list[
         for c in missing:
             why = ("has not been run" if not c.generated else
                    "its results have no ledger.csv yet")
-            overall = c.glue.get("verdict")
-            extra = f"; its overall verdict so far: {md(overall)}" if overall in VERDICT_ORDER else ""
-            lines.append(f"* {_doc(c)} ({md(c.name)}): {why}{extra}.")
+            lines.append(f"* {_doc(c)} ({md(c.name)}): {why}{_overall(c)}.")
         lines += ["```", ""]
     if not rows:
         return "\n".join(lines), problems
@@ -593,36 +591,45 @@ def _summary_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _n(k: int, one: str, many: str | None = None) -> str:
+    return f"{k} {one if k == 1 else (many or one + 's')}"
+
+
+def _overall(c: Chapter) -> str:
+    v = c.glue.get("verdict")
+    return f" (its overall verdict so far: {_verdict_badge(v)})" if v in VERDICT_ORDER else ""
+
+
 def findings_fragment(chapters: list[Chapter]) -> str:
     """The introduction's "what the book finds": counts and each row's finding, from the ledger."""
-    rows = [r for c in chapters for r in (c.ledger or [])]
-    done = [c for c in chapters if c.ledger is not None]
-    lines = [_profile_note(chapters)]
-    if not rows:
-        lines.append(f"No chapter has written its ledger rows yet ({len(chapters)} chapters in the "
-                     "book); the {doc}`claims ledger </book/ledger>` lists them as they arrive.")
-        return "\n".join(lines) + "\n"
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICT_ORDER}
     from ..report import NEITHER, PROPONENT, SCEPTIC
 
-    lines.append(
-        f"The {{doc}}`claims ledger </book/ledger>` holds {len(rows)} sub-claims from {len(done)} of "
-        f"{len(chapters)} chapters: {counts['supports']} supported, {counts['contradicts']} "
-        f"contradicted and {counts['mixed']} mixed. "
-        f"{sum(r['favours'] == SCEPTIC for r in rows)} verdicts favour the side "
-        f"{md(SCEPTIC)}, {sum(r['favours'] == PROPONENT for r in rows)} the side "
-        f"{md(PROPONENT)}, and {sum(r['favours'] == NEITHER for r in rows)} neither.")
-    lines.append("")
-    for c in chapters:
-        if c.ledger is None:
-            continue
-        lines.append(f"* {_doc(c)}")
-        for r in c.ledger:
-            lines.append(f"  * {md(r['claim'])} ({md(r['who'])}): {_verdict_badge(r['verdict'])}. "
-                         f"{md(r['finding'])} {{ref}}`Row <ledger-{r['id']}>`")
+    rows = [r for c in chapters for r in (c.ledger or [])]
+    done = [c for c in chapters if c.ledger is not None]
     missing = [c for c in chapters if c.ledger is None]
+    lines = [_profile_note(chapters)]
+    if rows:
+        counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICT_ORDER}
+        k_s = sum(r["favours"] == SCEPTIC for r in rows)
+        lines.append(
+            f"The {{doc}}`claims ledger </book/ledger>` holds {_n(len(rows), 'sub-claim')} from "
+            f"{len(done)} of {_n(len(chapters), 'chapter')}: {counts['supports']} supported, "
+            f"{counts['contradicts']} contradicted and {counts['mixed']} mixed. "
+            f"{_n(k_s, 'verdict')} {'favours' if k_s == 1 else 'favour'} the side "
+            f"{md(SCEPTIC)}, {sum(r['favours'] == PROPONENT for r in rows)} the side "
+            f"{md(PROPONENT)}, and {sum(r['favours'] == NEITHER for r in rows)} neither.")
+        lines.append("")
+        for c in done:
+            lines.append(f"* {_doc(c)}")
+            for r in c.ledger:
+                lines.append(f"  * {md(r['claim'])} ({md(r['who'])}): {_verdict_badge(r['verdict'])}. "
+                             f"{md(r['finding'])} {{ref}}`Row <ledger-{r['id']}>`")
+    else:
+        lines.append(f"No chapter has written its ledger rows yet ({_n(len(chapters), 'chapter')} in "
+                     "the book); the {doc}`claims ledger </book/ledger>` lists them as they arrive.")
     if missing:
-        lines += ["", "Not yet in the ledger: " + ", ".join(_doc(c) for c in missing) + "."]
+        lines += ["", "Not yet in the ledger:", ""]
+        lines += [f"* {_doc(c)}{_overall(c)}" for c in missing]
     return "\n".join(lines) + "\n"
 
 

@@ -254,4 +254,12 @@ def inspect_pdf(path: str | Path) -> dict:
     masks = {int(m) for body in objs.values() for m in re.findall(rb"/SMask\s+(\d+) 0 R", body)}
     images = sum(1 for num, body in objs.items()
                  if re.search(rb"/Subtype\s*/Image\b", body) and num not in masks)
-    return {"pages": len(text), "images": images, "text": joined, "problems": problems}
+    # cross-references: every internal link must land on a named destination of the PDF
+    links = set(re.findall(rb"/Dest\s*/([^\s/<>\[\]()]+)", data))
+    ref = re.search(rb"/Dests\s+(\d+) 0 R", data)
+    named = set(re.findall(rb"/([^\s/<>\[\]()]+)\s*\[", objs.get(int(ref.group(1)), b""))) if ref else set()
+    dangling = sorted(n.decode("latin-1") for n in links - named)
+    if dangling:
+        problems.append(f"{len(dangling)} internal links lead nowhere: {dangling[:5]}")
+    return {"pages": len(text), "images": images, "text": joined, "problems": problems,
+            "links": len(links), "destinations": sorted(n.decode("latin-1") for n in named)}
