@@ -13,13 +13,15 @@
 * Each chapter page gets a box with the executed notebook to download and the command and
   parameters (per profile) that rerun it.
 * After a successful HTML build, the whole book is printed to one PDF
-  (:mod:`countingargs.build.pdf`), unless ``countingargs_pdf`` is ``"off"`` (``"auto"``, the
-  default, prints when Debian's chromium is installed).
+  (:mod:`countingargs.build.pdf`), unless ``countingargs_pdf`` (or the environment variable
+  ``COUNTINGARGS_PDF``) is ``"off"``; ``"auto"``, the default, prints when Debian's chromium is
+  installed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import shutil
 from pathlib import Path
@@ -61,7 +63,7 @@ class FigureIndex(Directive):
 # ---------------------------------------------------------------------------------------------
 def _generate(app, config):
     root = Path(app.srcdir)
-    mode = config.countingargs_pdf
+    mode = os.environ.get("COUNTINGARGS_PDF") or config.countingargs_pdf
     mode = {True: "on", False: "off"}.get(mode, mode)   # YAML reads a bare on/off as a boolean
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"countingargs_pdf must be auto, on or off, got {mode!r}")
