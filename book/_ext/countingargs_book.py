@@ -70,8 +70,8 @@ def _generate(app, config):
     app.ca_book = pages.generate(root, pdf=None if mode == "auto" else mode == "on")
     if str(STATIC) not in config.html_static_path:
         config.html_static_path.append(str(STATIC))
-    for problem in app.ca_book["problems"]:
-        logger.info(f"countingargs pages: {problem}")
+    for problem in app.ca_book["problems"]:   # a ledger row or coverage entry that points nowhere
+        logger.warning(f"countingargs pages: {problem}")
 
 
 def _collect_captions(app, doctree):
