@@ -134,7 +134,8 @@ def replot(root: Path, profile: str, only: list[str] | None = None,
     """Redraw every figure of the selected notebooks from their saved tables; returns the
     files written per notebook."""
     from .. import chapters
-    from ..figures import figure_functions, save_figure, use_style
+    from ..figures import figure_functions, provenance_metadata, save_figure, use_style
+    from ..notebook import _ReadTracker
 
     names = _notebooks_with_results(root, profile, only)
     if not names:
@@ -147,6 +148,11 @@ def replot(root: Path, profile: str, only: list[str] | None = None,
         plots = chapters.module(name, "plots")
         files: list[Path] = []
         for label, fn in figure_functions(plots).items():
-            files.extend(save_figure(fn(saved.tables, saved.params), label, out).values())
+            seen = _ReadTracker(saved.tables)
+            fig = fn(seen, saved.params)
+            prov = saved.provenance  # the same metadata as the run that saved the tables
+            info = provenance_metadata(label, name, profile, f"{fn.__module__}.{fn.__qualname__}",
+                                       sorted(seen.read), prov.get("commit"), prov.get("dirty"))
+            files.extend(save_figure(fig, label, out, info).values())
         written[name] = files
     return written
