@@ -203,3 +203,41 @@ def teacher_metrics(split: DigitsSplit, teacher: dict, idx: torch.Tensor, seeds:
                "test_acc": accuracy(teacher["test"], split.y_test)}
     return pd.DataFrame([{"n_train": n_train, "seed": s, **{k: float(v[i]) for k, v in out.items()}}
                          for i, s in enumerate(seeds)])
+
+
+def run(train_sizes: list[int], widths: list[int], temperatures: list[float], seeds: list[int],
+        student_epochs: int, hard_max_epochs: int, student_lr: float, eval_every: int,
+        conv_window: int, conv_tol: float, teacher_members: int, teacher_hidden: int,
+        teacher_epochs: int, teacher_lr: float, teacher_weight_decay: float
+        ) -> dict[str, pd.DataFrame]:
+    """The whole experiment: for every training size, the teachers and then every student.
+
+    Returns the tidy tables ``metrics`` (one row per student and checkpoint), ``curves`` (every
+    ``eval_every`` epochs), ``teachers`` (one row per training subset) and ``split`` (the sizes of
+    the fixed split)."""
+    from ...data import digits as data
+
+    if len(seeds) < 2:
+        raise ValueError(f"need at least 2 seeds for intervals over seeds, got {len(seeds)}")
+    split = data.digits_split()
+    if max(train_sizes) > len(split.y_pool):
+        raise ValueError(f"train_sizes must not exceed the training pool of {len(split.y_pool)} digits, "
+                         f"got {max(train_sizes)}")
+    metrics, curves, teachers = [], [], []
+    for n in train_sizes:
+        idx = data.stratified_subsets(split.y_pool, n, [1000 + s for s in seeds])
+        teacher = train_teachers(split, idx, teacher_members, teacher_hidden, teacher_epochs,
+                                 teacher_lr, teacher_weight_decay, seed=n)
+        teachers.append(teacher_metrics(split, teacher, idx, seeds, n))
+        m, c = run_condition_grid(split, n, widths, temperatures, seeds, teacher,
+                                  epochs=student_epochs, lr=student_lr, conv_window=conv_window,
+                                  conv_tol=conv_tol, idx=idx, eval_every=eval_every,
+                                  hard_max_epochs=hard_max_epochs)
+        metrics.append(m)
+        curves.append(c)
+    sizes = pd.DataFrame([{"part": "pool", "size": len(split.y_pool)},
+                          {"part": "validation", "size": len(split.y_val)},
+                          {"part": "test", "size": len(split.y_test)}])
+    return {"metrics": pd.concat(metrics, ignore_index=True),
+            "curves": pd.concat(curves, ignore_index=True),
+            "teachers": pd.concat(teachers, ignore_index=True), "split": sizes}
