@@ -106,7 +106,7 @@ def test_best_temperature_uses_validation_loss():
     (0.03, 0.03, "mixed"),            # equal on average: the interval straddles zero
 ])
 def test_version_t_gives_each_outcome(hard_train, dist_train, expect):
-    cells = analysis.cell_table(_metrics(hard_train, 1.0, 0.5, dist_train, 0.4), n_boot=500)
+    cells = analysis.cell_table(_metrics(hard_train, 1.0, 0.5, dist_train, 0.4))
     assert analysis.version_verdict(cells, "train_ce")[0] == expect
 
 
@@ -124,4 +124,4 @@ def test_overall_rule_and_missing_table():
     assert analysis.overall_verdict("contradicts", "supports") == "mixed"
     assert analysis.overall_verdict("mixed", "mixed") == "contradicts"
     with pytest.raises(ValueError, match="needs the tables"):
-        analysis.analyse({}, {"n_boot": 100})
+        analysis.analyse({}, {})

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ...report import Findings
-from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict, bootstrap_ci
+from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict, t_interval
 
 KEYS = ["n_train", "width", "seed"]
 MEASURES = ("train_ce", "test_ce", "test_ce_vs_early_stopped", "test_acc")
@@ -47,10 +47,10 @@ def students(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "distill": chosen.set_index(KEYS).sort_index()}
 
 
-def cell_table(metrics: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+def cell_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per (measure, width, n_train): the paired difference over seeds (hard minus
     distilled for losses, distilled minus hard for accuracy, so > 0 favours distillation), its
-    95% interval and the cell's verdict."""
+    95% Student-t interval over seeds and the cell's verdict."""
     s = students(metrics)
     best_t = best_temperature(metrics)
     rows = []
@@ -60,7 +60,7 @@ def cell_table(metrics: pd.DataFrame, n_boot: int) -> pd.DataFrame:
                               ("test_ce_vs_early_stopped", e.test_ce, d.test_ce),
                               ("test_acc", d.test_acc, h.test_acc)):
             diff = (a - b).to_numpy()
-            est, lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=n * 100 + w)
+            est, lo, hi = t_interval(diff)
             v = Verdict.from_interval(lo, hi, favour="positive", what=f"{measure} difference")
             rows.append(dict(n_train=n, width=w, temperature=t, measure=measure, diff=est, lo=lo,
                              hi=hi, verdict=v.label, n_seeds=len(diff)))
@@ -99,7 +99,7 @@ CONCLUSIONS = {
 def verdicts(tables: dict, params: dict) -> Findings:
     """The per-cell table and the verdict of each version of the claim."""
     _require(tables, "metrics")
-    cells = cell_table(tables["metrics"], int(params["n_boot"]))
+    cells = cell_table(tables["metrics"])
     vT, vH, vHes = (version_verdict(cells, m) for m in ("train_ce", "test_ce", "test_ce_vs_early_stopped"))
     overall = overall_verdict(vT[0], vH[0])
     g = {"verdict_train": vT[0], "cells_support_train": vT[1], "cells_contradict_train": vT[2],

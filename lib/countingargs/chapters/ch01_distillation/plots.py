@@ -5,14 +5,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ...figures import figure
-from ...stats import bootstrap_ci
+from ...stats import t_interval
 from . import analysis
 
 
-def _summary(df: pd.DataFrame, value: str, n_boot: int) -> pd.DataFrame:
+def _summary(df: pd.DataFrame, value: str) -> pd.DataFrame:
     out = []
     for (n, w), g in df.groupby(["n_train", "width"]):
-        est, lo, hi = bootstrap_ci(g[value].to_numpy(), n_boot=n_boot, seed=n + w)
+        est, lo, hi = t_interval(g[value].to_numpy())
         out.append(dict(n_train=n, width=w, mean=est, lo=lo, hi=hi))
     return pd.DataFrame(out)
 
@@ -30,7 +30,7 @@ def loss_vs_size(tables: dict, params: dict):
         for i, measure in enumerate(["train_ce", "test_ce"]):
             ax = axes[i, j]
             for k, (label, df) in enumerate(series.items()):
-                sm = _summary(df[df.width == w], measure, int(params["n_boot"]))
+                sm = _summary(df[df.width == w], measure)
                 off = 1 + 0.04 * (k - 1)
                 ax.errorbar(sm.n_train * off, sm["mean"], yerr=[sm["mean"] - sm.lo, sm.hi - sm["mean"]],
                             marker="o", ms=4, capsize=2, label=label)
