@@ -18,6 +18,7 @@ import torch
 from ...data.digits import DigitsSplit
 from ...nets.losses import cross_entropy as batched_cross_entropy
 from ...nets.mlp import BatchedMLP
+from ...nets.seeding import seed_int
 from ...stats import progress
 
 
@@ -108,9 +109,10 @@ def train_batched(model: BatchedMLP, x: torch.Tensor, targets: torch.Tensor, tem
 
 
 def train_teachers(split: DigitsSplit, idx: torch.Tensor, members: int, hidden: int, epochs: int,
-                   lr: float, weight_decay: float, seed: int) -> dict[str, torch.Tensor]:
+                   lr: float, weight_decay: float, subset_seeds: list[int]) -> dict[str, torch.Tensor]:
     """An ensemble of ``members`` MLPs ``64-hidden-hidden-10`` per training subset, each
-    early-stopped on the validation set. ``idx (S, n)`` indexes ``split.x_pool``.
+    early-stopped on the validation set. ``idx (S, n)`` indexes ``split.x_pool``; subset ``i``
+    belongs to seed ``subset_seeds[i]`` (its members' initial weights derive from it).
 
     Returns the ensemble's logits, ``log(mean softmax)``, on each subset's own training points
     (``train (S, n, C)``), on the validation set (``val (S, n_val, C)``) and the test set
@@ -121,7 +123,7 @@ def train_teachers(split: DigitsSplit, idx: torch.Tensor, members: int, hidden: 
     x = split.x_pool[rep]
     y = split.y_pool[rep]
     targets = torch.nn.functional.one_hot(y, 10).float()
-    seeds = [seed * 10_000 + i for i in range(S * members)]
+    seeds = [seed_int("ch01", "teacher", n, s, k) for s in subset_seeds for k in range(members)]
     model = BatchedMLP(S * members, [64, hidden, hidden, 10], seeds=seeds)
     res = train_batched(model, x, targets, torch.ones(S * members), y, split.x_val, split.y_val,
                         epochs=epochs, lr=lr, weight_decay=weight_decay, eval_every=10,
@@ -152,7 +154,7 @@ def run_condition_grid(split: DigitsSplit, n_train: int, widths: list[int], temp
     y_tr_s, x_tr_s = split.y_pool[idx], split.x_pool[idx]            # (S, n), (S, n, d)
     metrics, curves = [], []
     for width in widths:
-        init_seeds = [s * 7919 + width * 104729 + n_train for s in seeds]
+        init_seeds = [seed_int("ch01", "student", n_train, width, s) for s in seeds]
         groups = [("hard", [1.0], hard_max_epochs, True), ("distill", [float(T) for T in temps], epochs, False)]
         for kind, Ts, budget, stop in groups:
             labels = [(kind, T, s) for T in Ts for s in seeds]
@@ -225,9 +227,9 @@ def run(train_sizes: list[int], widths: list[int], temperatures: list[float], se
                          f"got {max(train_sizes)}")
     metrics, curves, teachers = [], [], []
     for n in train_sizes:
-        idx = data.stratified_subsets(split.y_pool, n, [1000 + s for s in seeds])
+        idx = data.stratified_subsets(split.y_pool, n, [seed_int("ch01", "subset", n, s) for s in seeds])
         teacher = train_teachers(split, idx, teacher_members, teacher_hidden, teacher_epochs,
-                                 teacher_lr, teacher_weight_decay, seed=n)
+                                 teacher_lr, teacher_weight_decay, subset_seeds=seeds)
         teachers.append(teacher_metrics(split, teacher, idx, seeds, n))
         m, c = run_condition_grid(split, n, widths, temperatures, seeds, teacher,
                                   epochs=student_epochs, lr=student_lr, conv_window=conv_window,
