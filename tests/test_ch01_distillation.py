@@ -1,7 +1,12 @@
+import numpy as np
+import pandas as pd
+import pytest
 import torch
 
+from countingargs.chapters.ch01_distillation import analysis
 from countingargs.chapters.ch01_distillation import experiment as distill
 from countingargs.data import digits as data
+from countingargs.nets import losses
 from countingargs.nets.mlp import BatchedMLP
 
 
@@ -32,8 +37,8 @@ def test_stratified_subset_errors():
 def test_soft_ce_reduces_to_hard_ce_at_t1():
     logits = torch.randn(3, 7, 10)
     y = torch.randint(0, 10, (3, 7))
-    soft = distill.soft_cross_entropy(logits, torch.nn.functional.one_hot(y, 10).float(), torch.ones(3))
-    torch.testing.assert_close(soft, distill.hard_ce(logits, y))
+    soft = losses.soft_cross_entropy(logits, torch.nn.functional.one_hot(y, 10).float(), torch.ones(3))
+    torch.testing.assert_close(soft, losses.cross_entropy(logits, y))
 
 
 def test_temperature_scaling_of_objective():
@@ -41,39 +46,61 @@ def test_temperature_scaling_of_objective():
     logits, t = torch.randn(1, 4, 10), torch.softmax(torch.randn(1, 4, 10), -1)
     T = torch.tensor([3.0])
     manual = -(t * torch.log_softmax(logits / 3.0, -1)).sum(-1).mean(-1) * 9.0
-    torch.testing.assert_close(distill.soft_cross_entropy(logits, t, T), manual)
+    torch.testing.assert_close(losses.soft_cross_entropy(logits, t, T), manual)
 
 
-def test_train_batched_tracks_best_and_convergence():
-    torch.manual_seed(0)
-    x = torch.randn(2, 30, 5)
-    y = (x[..., 0] > 0).long()
-    tgt = torch.nn.functional.one_hot(y, 10).float()
-    xv = torch.randn(20, 5)
-    yv = (xv[:, 0] > 0).long()
-    model = BatchedMLP(2, [5, 8, 10], seeds=[0, 1])
-    res = distill.train_batched(model, x, tgt, torch.ones(2), y, xv, yv, epochs=400, lr=0.05,
-                                eval_every=20, conv_window=100, conv_tol=1e-3)
-    assert res.converged.shape == (2,)
-    assert set(res.curves.epoch) == set(range(0, 401, 20))
-    with torch.no_grad():
-        best_val = distill.hard_ce(res.best(xv), yv)
-    # the kept state is the one with the lowest recorded validation loss
-    recorded = res.curves.groupby("model").val_ce.min().to_numpy()
-    torch.testing.assert_close(best_val, torch.tensor(recorded, dtype=torch.float32), rtol=1e-4, atol=1e-5)
-    # the first-layer training loss falls
-    first = res.curves[res.curves.epoch == 0].train_ce.to_numpy()
-    last = res.curves[res.curves.epoch == 400].train_ce.to_numpy()
-    assert (last < first).all()
+def test_monitor_applies_the_convergence_criterion():
+    mon = distill.Monitor(2, max_steps=40, every=10, window=20, tol=0.01)
+    ids = torch.tensor([0, 1])
+    for step, objs in ((0, [1.0, 1.0]), (10, [0.5, 0.2]), (20, [0.495, 0.1]), (30, [0.494, 0.005])):
+        mon.record(torch.tensor(objs), ids, step)
+    assert mon.change(ids, 10).isinf().all()                  # no full window yet
+    assert mon.converged(ids, 30).tolist() == [True, True]    # moved 0.006 < 0.01; below tol
+    assert mon.converged(ids, 20).tolist() == [False, False]  # moved 0.505 and 0.9
+    with pytest.raises(ValueError, match="multiples"):
+        distill.Monitor(2, max_steps=45, every=10, window=20, tol=0.01)
+
+
+def _toy(m=3):
+    split = data.digits_split()
+    idx = data.stratified_subsets(split.y_pool, 50, list(range(m)))
+    net = BatchedMLP(m, [64, 6, 10], seeds=list(range(m)))
+    return split, split.x_pool[idx], split.y_pool[idx], [p.detach() for p in net.parameters()]
+
+
+def test_train_students_keeps_the_best_validation_state_and_freezes_converged_ones():
+    split, x, y, init = _toy()
+    res, curves, mon = distill.train_students(init, x, y, None, torch.ones(3), split, max_epochs=400,
+                                              lr=0.02, eval_every=20, conv_window=100, conv_tol=5e-3,
+                                              freeze_converged=True)
+    # the kept early-stopped state is the one with the lowest recorded validation loss
+    ev = distill.evaluate(res.best_params, x, y, split, torch.zeros(3, 50, 10), torch.zeros(3, 500, 10))
+    recorded = curves.groupby("model").val_ce.min().to_numpy()
+    torch.testing.assert_close(ev["val_ce"], torch.tensor(recorded, dtype=torch.float32), rtol=1e-4, atol=1e-5)
+    # a frozen network has no curve rows after the step where it met the criterion
+    last = curves.groupby("model").epoch.max().to_numpy()
+    assert (last == res.steps).all()
+    for i in np.flatnonzero(res.reached):
+        assert mon.converged(torch.tensor([i]), int(res.steps[i])).item()
+    # the training CE falls
+    first = curves[curves.epoch == 0].train_ce.to_numpy()
+    assert (curves.groupby("model").train_ce.last().to_numpy() < first).all()
+
+
+def test_distilled_students_match_the_objective_and_train_the_whole_budget():
+    split, x, y, init = _toy(2)
+    soft = torch.softmax(torch.randn(2, 50, 10), -1)
+    res, curves, _ = distill.train_students(init, x, y, soft, torch.tensor([2.0, 2.0]), split,
+                                            max_epochs=60, lr=0.01, eval_every=20, conv_window=20,
+                                            conv_tol=1e-3, freeze_converged=False)
+    assert (res.steps == 60).all() and set(curves.epoch) == {0, 20, 40, 60}
+    z = distill.logits(res.params, x)
+    end = curves[curves.epoch == 60].sort_values("model")
+    torch.testing.assert_close(losses.soft_cross_entropy(z, soft, torch.tensor([2.0, 2.0])),
+                               torch.tensor(end.objective.to_numpy(), dtype=torch.float32), rtol=1e-5, atol=1e-6)
 
 
 # -- analysis: verdict rules on synthetic tables ------------------------------------------------
-import numpy as np
-import pandas as pd
-import pytest
-
-from countingargs.chapters.ch01_distillation import analysis
-
 
 def _metrics(hard_train, hard_test, es_test, dist_train, dist_test, seeds=5, cells=((100, 8),)):
     """Synthetic metrics: every seed of a cell gets the given value plus a small seed-dependent

@@ -93,7 +93,9 @@ def curves(tables: dict, params: dict):
             for _, g in c.groupby("seed"):
                 ax.plot(g.epoch, g.train_ce, color=color, lw=0.6, alpha=0.35)
                 ax.plot(g.epoch, g.val_ce, color=color, lw=0.6, alpha=0.35, ls="--")
-            mean = c.groupby("epoch")[["train_ce", "val_ce"]].mean()
+            # a frozen (converged) student keeps its last values: carry them forward
+            mean = pd.DataFrame({col: c.pivot(index="epoch", columns="seed", values=col).ffill().mean(axis=1)
+                                 for col in ("train_ce", "val_ce")})
             ax.plot(mean.index, mean.train_ce, color=color, lw=1.8, label=f"{cond}: training CE")
             ax.plot(mean.index, mean.val_ce, color=color, lw=1.8, ls="--", label=f"{cond}: validation CE")
         ax.axvline(hard_es.loc[(n, w_show)].epoch.median(), color="C3", lw=1,
