@@ -118,3 +118,21 @@ def test_keep_best_keeps_each_network_at_its_lowest_score_also_when_frozen():
     with pytest.raises(ValueError, match="one score per network"):
         train_until([torch.zeros(2, 1)], _quadratic(torch.ones(2)), lr=0.1, max_steps=1,
                     keep_best=lambda p, ids, t: torch.zeros(1))
+
+
+def test_fast_cross_entropy_agrees_with_the_default_in_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(4, 37, 10, generator=g) * 5).requires_grad_(True)
+    y = torch.randint(0, 10, (4, 37), generator=g)
+    probs = torch.softmax(torch.randn(4, 37, 10, generator=g), -1)
+    temps = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    cases = [(lambda f: losses.cross_entropy(z, y, fast=f)), (lambda f: losses.cross_entropy(z, y[0], fast=f)),
+             (lambda f: losses.cross_entropy(z, probs, fast=f)), (lambda f: losses.cross_entropy(z, probs[0], fast=f)),
+             (lambda f: losses.soft_cross_entropy(z, probs, temps, fast=f))]
+    for case in cases:
+        a, b = case(False), case(True)
+        assert a.shape == b.shape == (4,)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        ga, = torch.autograd.grad(a.sum(), z)
+        gb, = torch.autograd.grad(b.sum(), z)
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)
