@@ -100,55 +100,182 @@ def test_distilled_students_match_the_objective_and_train_the_whole_budget():
                                torch.tensor(end.objective.to_numpy(), dtype=torch.float32), rtol=1e-5, atol=1e-6)
 
 
-# -- analysis: verdict rules on synthetic tables ------------------------------------------------
+def test_crossings_record_the_first_step_at_or_below_each_level():
+    split = data.digits_split()
+    params = [p.detach() for p in BatchedMLP(2, [64, 4, 10], seeds=[0, 1]).parameters()]
+    cross = distill.Crossings(torch.tensor([[0.5, 0.05], [0.2, 0.9]]), split)
+    ids = torch.tensor([0, 1])
+    for step, ce in enumerate([1.0, 0.6, 0.45, 0.3, 0.15]):
+        cross(params, ids, step, torch.tensor([ce, ce]))
+    f = cross.found
+    assert f["epoch"][0, 0] == 2 and f["train_ce"][0, 0] == pytest.approx(0.45)
+    assert f["prev_train_ce"][0, 0] == pytest.approx(0.6)
+    assert f["epoch"][1].tolist() == [4.0, 1.0]
+    assert torch.isnan(f["epoch"][0, 1])                     # 0.05 never reached while training
+    held = distill.evaluate(params, split.x_pool[:5].expand(2, 5, 64), split.y_pool[:5].expand(2, 5), split,
+                            torch.zeros(2, 5, 10), torch.zeros(2, 500, 10))
+    assert f["test_ce"][0, 0] == pytest.approx(held["test_ce"][0].item())
+    # a network frozen at the step it reached the level: its final state is the matched one
+    final = {**held, "train_ce": torch.tensor([0.04, 0.1])}
+    cross.finish(np.array([7, 7]), final)
+    assert f["epoch"][0, 1] == 7 and f["train_ce"][0, 1] == pytest.approx(0.04)
 
-def _metrics(hard_train, hard_test, es_test, dist_train, dist_test, seeds=5, cells=((100, 8),)):
-    """Synthetic metrics: every seed of a cell gets the given value plus a small seed-dependent
-    jitter, so the paired differences have a spread."""
-    rows = []
+
+def test_probes_fill_the_budgets_a_network_did_not_reach_with_its_final_state():
+    split = data.digits_split()
+    params = [p.detach() for p in BatchedMLP(2, [64, 4, 10], seeds=[0, 1]).parameters()]
+    probes = distill.Probes(2, [3, 10, 3], split)
+    assert probes.epochs == [3, 10]
+    for step in range(6):
+        probes(params, torch.tensor([0, 1]), step, torch.tensor([1.0 - step / 10, 2.0]))
+    final = {"train_ce": torch.tensor([0.3, 0.4]), "val_ce": torch.tensor([0.5, 0.6]),
+             "test_ce": torch.tensor([0.7, 0.8])}
+    stopped = probes.finish(np.array([6, 10]), final)
+    assert probes.vals["train_ce"][:, 0].tolist() == pytest.approx([0.7, 2.0])
+    assert probes.vals["train_ce"][:, 1].tolist() == pytest.approx([0.3, 0.4])
+    assert stopped.tolist() == [[False, True], [False, False]]
+    assert distill.n_params(16) == 64 * 16 + 16 + 16 * 10 + 10
+    assert distill.budget_epochs(121_000, 16) == 100
+
+
+# -- analysis: verdict rules on synthetic tables ------------------------------------------------
+CELLS = ((100, 8), (400, 8), (100, 16))
+
+
+def _tables(hard_train=0.01, conv_test=1.0, es_test=0.5, matched_test=0.5, dist_train=0.05, dist_test=0.4,
+            narrow_test=1.0, wide_test=0.5, matched=True, seeds=5, cells=CELLS):
+    """Synthetic saved tables. Every seed gets the given value plus a small seed-dependent jitter
+    (so paired differences have a spread); of the two temperatures, T = 2 has the lower
+    validation loss and is the one compared."""
+    metrics, match, budget = [], [], []
     for n, w in cells:
         for s in range(seeds):
             j = 0.001 * (s - seeds / 2)
             base = dict(n_train=n, width=w, seed=s, epochs_run=1000, converged=True, final_change=0.0,
                         val_ce=0.5, train_acc=1.0, test_acc=0.9, agree_train=1.0, agree_test=0.9)
-            rows.append({**base, "condition": "hard", "temperature": 1.0, "checkpoint": "final",
-                         "epoch": 1000, "train_ce": hard_train + j, "test_ce": hard_test + j})
-            rows.append({**base, "condition": "hard", "temperature": 1.0, "checkpoint": "early_stopped",
-                         "epoch": 100, "train_ce": hard_train * 10, "test_ce": es_test + 2 * j})
-            for t, bonus in ((1.0, 0.2), (2.0, 0.0)):      # T = 2 has the lower validation loss
-                rows.append({**base, "condition": "distill", "temperature": t, "checkpoint": "final",
-                             "epoch": 1000, "train_ce": dist_train - j, "test_ce": dist_test + bonus,
-                             "val_ce": 0.4 + bonus})
-    return pd.DataFrame(rows)
+            metrics.append({**base, "condition": "hard", "temperature": 1.0, "checkpoint": "final",
+                            "epoch": 1000, "train_ce": hard_train + j, "test_ce": conv_test + j})
+            metrics.append({**base, "condition": "hard", "temperature": 1.0, "checkpoint": "early_stopped",
+                            "epoch": 100, "train_ce": 0.2 + j, "test_ce": es_test + 2 * j})
+            for t, bonus in ((1.0, 0.2), (2.0, 0.0)):
+                metrics.append({**base, "condition": "distill", "temperature": t, "checkpoint": "final",
+                                "epoch": 1000, "epochs_run": 1000, "train_ce": dist_train - j + bonus,
+                                "test_ce": dist_test + bonus, "val_ce": 0.4 + bonus})
+                lvl = dist_train - j + bonus
+                match.append(dict(n_train=n, width=w, seed=s, temperature=t, level=lvl, matched=matched,
+                                  epoch=150.0 if matched else np.nan, train_ce=lvl - 1e-4 if matched else np.nan,
+                                  prev_train_ce=lvl + 1e-4 if matched else np.nan, val_ce=0.5 if matched else np.nan,
+                                  test_ce=matched_test + 3 * j if matched else np.nan,
+                                  test_acc=0.9 if matched else np.nan))
+    for n in sorted({n for n, _ in cells}):
+        for w in sorted({w for _, w in cells}):
+            p = distill.n_params(w)
+            for b in (1e4, 1e5):
+                for s in range(seeds):
+                    j = 0.001 * (s - seeds / 2)
+                    test = narrow_test + j if w == min(w for _, w in cells) else wide_test - j * b / 1e5
+                    budget.append(dict(n_train=n, width=w, seed=s, budget=b, n_params=p, epoch=round(b / p),
+                                       epochs_run=1000, stopped=False, train_ce=0.1, val_ce=0.5, test_ce=test))
+    split = pd.DataFrame({"part": ["pool", "validation", "test"], "size": [1000, 297, 500]})
+    teachers = pd.DataFrame({"n_train": [100], "seed": [0], "best_epoch_median": [50.0], "best_epoch_max": [80.0]})
+    return {"metrics": pd.DataFrame(metrics), "matched": pd.DataFrame(match), "budget": pd.DataFrame(budget),
+            "split": split, "teachers": teachers}
+
+
+def _versions(**kw):
+    return analysis.verdicts(_tables(**kw), {}).tables["versions"].set_index("version").verdict.to_dict()
 
 
 def test_best_temperature_uses_validation_loss():
-    m = _metrics(0.01, 1.0, 0.5, 0.05, 0.4)
-    assert analysis.best_temperature(m).tolist() == [2.0]
+    assert analysis.best_temperature(_tables()["metrics"]).tolist() == [2.0] * 3
 
 
-@pytest.mark.parametrize("hard_train, dist_train, expect", [
-    (0.01, 0.05, "contradicts"),      # the label-trained student has the lower training CE
-    (0.05, 0.01, "supports"),
-    (0.03, 0.03, "mixed"),            # equal on average: the interval straddles zero
+@pytest.mark.parametrize("kw, expect", [
+    (dict(es_test=0.3, matched_test=0.3), {"T": "contradicts", "H": "contradicts", "M": "contradicts", "C": "supports"}),
+    (dict(hard_train=0.3, es_test=0.8, matched_test=0.9, narrow_test=0.3),
+     {"T": "supports", "H": "supports", "M": "supports", "C": "contradicts"}),
+    (dict(hard_train=0.05, es_test=0.4, matched_test=0.4, narrow_test=0.5),
+     {"T": "mixed", "H": "mixed", "M": "mixed", "C": "mixed"}),
 ])
-def test_version_t_gives_each_outcome(hard_train, dist_train, expect):
-    cells = analysis.cell_table(_metrics(hard_train, 1.0, 0.5, dist_train, 0.4))
-    assert analysis.version_verdict(cells, "train_ce")[0] == expect
+def test_each_version_gives_each_outcome(kw, expect):
+    assert _versions(**kw) == expect
 
 
-def test_version_rule_needs_two_thirds_of_the_cells():
-    cells = pd.DataFrame({"measure": ["m"] * 3, "verdict": ["supports", "supports", "mixed"]})
-    assert analysis.version_verdict(cells, "m") == ("supports", 2, 0, 3)
-    cells = pd.DataFrame({"measure": ["m"] * 3, "verdict": ["supports", "contradicts", "mixed"]})
-    assert analysis.version_verdict(cells, "m")[0] == "mixed"
-    with pytest.raises(ValueError, match="no cells"):
-        analysis.version_verdict(cells, "other")
+def test_version_rule_needs_two_thirds_of_the_planned_cells():
+    assert analysis.version_verdict(["supports", "supports", "mixed"], 3) == ("supports", 2, 0, 0)
+    assert analysis.version_verdict(["supports", "contradicts", "mixed"], 3)[0] == "mixed"
+    assert analysis.version_verdict(["contradicts", "contradicts", "missing"], 3) == ("contradicts", 0, 2, 1)
+    assert analysis.version_verdict(["supports", "missing", "missing"], 3)[0] == "mixed"
+    with pytest.raises(ValueError, match="expected 3"):
+        analysis.version_verdict(["supports"], 3)
+    with pytest.raises(ValueError, match="unknown"):
+        analysis.version_verdict(["maybe"], 1)
 
 
-def test_overall_rule_and_missing_table():
-    assert analysis.overall_verdict("supports", "contradicts") == "supports"
-    assert analysis.overall_verdict("contradicts", "supports") == "mixed"
-    assert analysis.overall_verdict("mixed", "mixed") == "contradicts"
+def test_unmatched_students_make_missing_cells_not_a_verdict():
+    t = _tables(matched=False)
+    cells = analysis.cell_table(t)
+    m = cells[cells.version == "M"]
+    assert (m.verdict == "missing").all() and (m.n_seeds == 0).all()
+    v = analysis.verdicts(t, {})
+    assert v.glue["verdict_matched"] == "mixed" and v.glue["cells_missing_matched"] == 3
+    assert "No cell had two paired seeds" in v.glue["finding_matched"]
+
+
+def test_an_interval_touching_zero_is_mixed_and_a_constant_difference_is_decided():
+    a = pd.Series([1.0, 2.0, 3.0])
+    assert analysis.paired_cell(a, a)["verdict"] == "mixed"            # [0, 0] touches zero
+    cell = analysis.paired_cell(a + 0.5, a)
+    assert cell["verdict"] == "supports" and cell["lo"] == cell["hi"] == 0.5 and cell["p"] == 0.0
+    assert analysis.paired_cell(pd.Series([1.0]), pd.Series([0.0]))["verdict"] == "missing"
+
+
+def test_p_value_agrees_with_the_t_interval():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        d = rng.normal(rng.normal(0, 0.5), 1.0, size=int(rng.integers(2, 12)))
+        cell = analysis.paired_cell(pd.Series(d), pd.Series(np.zeros_like(d)))
+        assert (cell["p"] < 0.05) == (cell["verdict"] != "mixed")
+
+
+def test_holm_adjustment():
+    adj = analysis.holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
+    np.testing.assert_allclose(adj[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adj[4])
+    assert analysis.holm(np.array([0.5, 0.9])).tolist() == [1.0, 1.0]
+
+
+def test_holm_can_remove_a_cell_verdict_and_leaves_context_cells_out():
+    cells = pd.DataFrame({"version": ["T", "H", "context", "M"], "p": [0.001, 0.03, 0.0001, np.nan],
+                          "verdict": ["contradicts", "supports", "supports", "missing"]})
+    comp = pd.DataFrame({"p": [0.2], "verdict": ["mixed"]})
+    c, k = analysis.with_holm(cells, comp)
+    # family: 0.001, 0.03, 0.2 (three tested cells) -> 0.003, 0.06, 0.2
+    np.testing.assert_allclose(c.p_holm.to_numpy()[[0, 1]], [0.003, 0.06])
+    assert c.verdict_holm.tolist() == ["contradicts", "mixed", "", "missing"]
+    assert np.isnan(c.p_holm[2]) and k.verdict_holm.tolist() == ["mixed"]
+
+
+def test_non_finite_results_are_refused():
+    t = _tables()
+    t["metrics"].loc[0, "test_ce"] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        analysis.cell_table(t)
     with pytest.raises(ValueError, match="needs the tables"):
         analysis.analyse({}, {})
+
+
+def test_compute_view_needs_two_widths():
+    with pytest.raises(ValueError, match="two widths"):
+        analysis.compute_table(_tables(cells=((100, 8), (400, 8))))
+
+
+def test_analyse_gives_one_ledger_row_per_version_and_no_combined_preference():
+    f = analysis.analyse(_tables(es_test=0.3, matched_test=0.3), {})
+    led = f.tables["ledger"]
+    assert list(led.id) == ["01-train-vs-converged", "01-heldout-vs-early-stopped", "01-heldout-loss-matched",
+                            "01-compute-budget"]
+    assert list(led.verdict) == ["contradicts", "contradicts", "contradicts", "supports"]
+    assert led.version.str.match(r"^[THMC]: ").all() and (led.units == "nats").all()
+    assert f.glue["verdict"] == "mixed"            # the versions disagree
+    assert f.glue["n_family"] == 3 * 3 + 4 and f.glue["n_params_widest"] == distill.n_params(16)

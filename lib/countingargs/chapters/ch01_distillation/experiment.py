@@ -18,12 +18,23 @@ import pandas as pd
 import torch
 
 from ...data.digits import DigitsSplit
-from ...nets.losses import accuracy, cross_entropy, soft_cross_entropy
+from ...nets import losses
+from ...nets.losses import accuracy
 from ...nets.mlp import BatchedMLP, forward
 from ...nets.seeding import seed_int
 from ...nets.train import train_until
 
 N_CLASSES = 10
+
+
+def ce(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Hard-label cross-entropy per network, ``(M,)`` (the shared loss, its faster form)."""
+    return losses.cross_entropy(z, target, fast=True)
+
+
+def soft_ce(z: torch.Tensor, probs: torch.Tensor, temps: torch.Tensor) -> torch.Tensor:
+    """Distillation objective per network, ``(M,)`` (the shared loss, its faster form)."""
+    return losses.soft_cross_entropy(z, probs, temps, fast=True)
 
 
 def _layers(params: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,7 +80,7 @@ class Monitor:
 def train_students(init: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                    targets: torch.Tensor | None, temps: torch.Tensor, split: DigitsSplit, *,
                    max_epochs: int, lr: float, eval_every: int, conv_window: int, conv_tol: float,
-                   freeze_converged: bool, weight_decay: float = 0.0, desc: str = ""):
+                   freeze_converged: bool, weight_decay: float = 0.0, on_step=None, desc: str = ""):
     """Full-batch Adam on ``M`` networks from the parameters ``init``, keeping each network's
     state of lowest validation cross-entropy (checked every ``eval_every`` epochs).
 
@@ -77,7 +88,9 @@ def train_students(init: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tenso
     temperature ``temps (M,)`` (objective ``T^2 CE``), or ``None`` for the hard labels (the
     objective is then the training cross-entropy). With ``freeze_converged`` each network stops
     (and is frozen) at the first check where it meets the convergence criterion; otherwise
-    all train for ``max_epochs``.
+    all train for ``max_epochs``. ``on_step(params, ids, step, objective)`` is called at every
+    step, before the update, with the networks still training and their objective ``(len(ids),)``
+    (for hard labels, their training cross-entropy) at that step.
 
     Returns ``(trained, curves, monitor)``: the :class:`~countingargs.nets.train.Trained`
     result, a DataFrame (``epoch, model, objective, train_ce, val_ce, test_ce``) with one row per
@@ -94,11 +107,15 @@ def train_students(init: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tenso
         return cache
 
     def objective(z, d):
-        return cross_entropy(z, d["y"]) if targets is None else soft_cross_entropy(z, d["t"], d["T"])
+        return ce(z, d["y"]) if targets is None else soft_ce(z, d["t"], d["T"])
 
     def loss_fn(p, ids, step):
         d = data(ids)
-        return objective(logits(p, d["x"]), d)
+        obj = objective(logits(p, d["x"]), d)
+        if on_step is not None:
+            with torch.no_grad():
+                on_step([w.detach() for w in p], ids, step, obj.detach())
+        return obj
 
     rows = []
 
@@ -108,19 +125,96 @@ def train_students(init: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tenso
         obj = objective(z, d)
         mon.record(obj, ids, step)
         rows.append(np.column_stack([np.full(len(ids), step), ids.numpy(), obj.numpy(),
-                                     cross_entropy(z, d["y"]).numpy(),
-                                     cross_entropy(logits(p, split.x_val), split.y_val).numpy(),
-                                     cross_entropy(logits(p, split.x_test), split.y_test).numpy()]))
+                                     ce(z, d["y"]).numpy(),
+                                     ce(logits(p, split.x_val), split.y_val).numpy(),
+                                     ce(logits(p, split.x_test), split.y_test).numpy()]))
 
     res = train_until(list(init), loss_fn, lr=lr, max_steps=max_epochs, check_every=eval_every,
                       reached=(lambda p, ids, step: mon.converged(ids, step)) if freeze_converged else None,
                       on_check=on_check, options={"weight_decay": weight_decay} if weight_decay else None,
-                      keep_best=lambda p, ids, step: cross_entropy(logits(p, split.x_val), split.y_val),
+                      keep_best=lambda p, ids, step: ce(logits(p, split.x_val), split.y_val),
                       desc=desc)
     curves = pd.DataFrame(np.concatenate(rows), columns=["epoch", "model", "objective", "train_ce",
                                                          "val_ce", "test_ce"])
     curves[["epoch", "model"]] = curves[["epoch", "model"]].astype(int)
     return res, curves, mon
+
+
+def _held_out(params: Sequence[torch.Tensor], rows: torch.Tensor, split: DigitsSplit) -> dict[str, torch.Tensor]:
+    """Validation and test CE and test accuracy of networks ``rows`` of ``params``: each ``(len(rows),)``."""
+    sub = [w[rows] for w in params]
+    z_te = logits(sub, split.x_test)
+    return {"val_ce": ce(logits(sub, split.x_val), split.y_val),
+            "test_ce": ce(z_te, split.y_test), "test_acc": accuracy(z_te, split.y_test)}
+
+
+class Crossings:
+    """Where each hard-label student's training CE first falls to given levels (the loss-matched
+    comparison). ``levels (M, K)``: for network ``i``, ``K`` training-CE levels (the final
+    training CE of the distilled students of the same seed, one per temperature).
+
+    Called at every step with the training CE ``(len(ids),)`` of the state *before* the update
+    (state ``step``): the first step at which ``train_ce <= level`` is recorded with the held-out
+    CE of that state, and with the training CE one step earlier (so the level lies between the
+    two). Full-batch steps at these learning rates move the training CE little, so this picks
+    the state within one step of the level; no interpolation."""
+
+    FIELDS = ("epoch", "train_ce", "prev_train_ce", "val_ce", "test_ce", "test_acc")
+
+    def __init__(self, levels: torch.Tensor, split: DigitsSplit):
+        self.levels, self.split = levels, split
+        m, k = levels.shape
+        self.found = {f: torch.full((m, k), float("nan")) for f in self.FIELDS}
+        self.last = torch.full((m,), float("nan"))
+
+    def __call__(self, params, ids, step, train_ce):
+        new = (train_ce.unsqueeze(1) <= self.levels[ids]) & self.found["epoch"][ids].isnan()
+        rows = new.any(1).nonzero().squeeze(1)
+        if len(rows):
+            held = _held_out(params, rows, self.split)
+            for j, r in enumerate(rows.tolist()):
+                i, cols = int(ids[r]), new[r].nonzero().squeeze(1)
+                vals = {"epoch": float(step), "train_ce": train_ce[r], "prev_train_ce": self.last[i],
+                        **{k: v[j] for k, v in held.items()}}
+                for f in self.FIELDS:
+                    self.found[f][i, cols] = vals[f]
+        self.last[ids] = train_ce
+
+    def finish(self, steps: np.ndarray, final: dict[str, torch.Tensor]) -> None:
+        """A network frozen at the step it first reached a level is never called at that step:
+        take its final state (``final``: :func:`evaluate` of the final parameters)."""
+        late = self.found["epoch"].isnan() & (final["train_ce"].unsqueeze(1) <= self.levels)
+        for i, k in late.nonzero().tolist():
+            vals = {"epoch": float(steps[i]), "prev_train_ce": self.last[i],
+                    **{f: final[f][i] for f in ("train_ce", "val_ce", "test_ce", "test_acc")}}
+            for f in self.FIELDS:
+                self.found[f][i, k] = vals[f]
+
+
+class Probes:
+    """Training and held-out CE of every network at given epochs (the compute view: the epoch
+    at which a fixed compute budget runs out for this width). A network that stopped before an
+    epoch (converged and frozen, or at the cap) keeps its final values there."""
+
+    def __init__(self, m: int, epochs: list[int], split: DigitsSplit):
+        self.epochs, self.split = sorted(set(int(e) for e in epochs)), split
+        self.vals = {f: torch.full((m, len(self.epochs)), float("nan")) for f in ("train_ce", "val_ce", "test_ce")}
+
+    def __call__(self, params, ids, step, train_ce):
+        if step in self.epochs:
+            j = self.epochs.index(step)
+            held = _held_out(params, torch.arange(len(ids)), self.split)
+            self.vals["train_ce"][ids, j] = train_ce
+            for f in ("val_ce", "test_ce"):
+                self.vals[f][ids, j] = held[f]
+
+    def finish(self, steps: np.ndarray, final: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fill the epochs at or after each network's last step with its final values; returns
+        ``stopped (M, E)``: whether the network had stopped before the probe epoch."""
+        last, at = torch.as_tensor(steps).unsqueeze(1), torch.tensor(self.epochs).unsqueeze(0)
+        for f, v in self.vals.items():
+            v[last <= at] = final[f].unsqueeze(1).expand_as(v)[last <= at]
+        return last < at
 
 
 def train_teachers(split: DigitsSplit, idx: torch.Tensor, subset_seeds: list[int], members: int,
@@ -131,7 +225,7 @@ def train_teachers(split: DigitsSplit, idx: torch.Tensor, subset_seeds: list[int
 
     Returns the ensemble's logits, ``log(mean softmax)``, on each subset's own training points
     (``train (S, n, C)``), on the validation set (``val (S, n_val, C)``) and the test set
-    (``test (S, n_test, C)``).
+    (``test (S, n_test, C)``), and each member's early-stopping epoch (``best_epoch (S, members)``).
     """
     s, n = idx.shape
     rep = idx.repeat_interleave(members, dim=0)                      # (S*members, n)
@@ -149,7 +243,8 @@ def train_teachers(split: DigitsSplit, idx: torch.Tensor, subset_seeds: list[int
             p = p.view(s, members, *p.shape[1:]).mean(1)
         return torch.log(p.clamp_min(1e-12))
 
-    return {"train": ensemble(x), "val": ensemble(split.x_val), "test": ensemble(split.x_test)}
+    return {"train": ensemble(x), "val": ensemble(split.x_val), "test": ensemble(split.x_test),
+            "best_epoch": torch.as_tensor(res.best_steps).view(s, members).float()}
 
 
 def evaluate(params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, split: DigitsSplit,
@@ -159,72 +254,117 @@ def evaluate(params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, s
     the teacher's ``(M, n, C)`` / ``(M, n_test, C)``. Every value ``(M,)``."""
     with torch.no_grad():
         z_tr, z_te = logits(params, x), logits(params, split.x_test)
-        return {"train_ce": cross_entropy(z_tr, y),
-                "val_ce": cross_entropy(logits(params, split.x_val), split.y_val),
-                "test_ce": cross_entropy(z_te, split.y_test), "train_acc": accuracy(z_tr, y),
+        return {"train_ce": ce(z_tr, y),
+                "val_ce": ce(logits(params, split.x_val), split.y_val),
+                "test_ce": ce(z_te, split.y_test), "train_acc": accuracy(z_tr, y),
                 "test_acc": accuracy(z_te, split.y_test),
                 "agree_train": (z_tr.argmax(-1) == teacher_train.argmax(-1)).float().mean(-1),
                 "agree_test": (z_te.argmax(-1) == teacher_test.argmax(-1)).float().mean(-1)}
 
 
-def run_cell(split: DigitsSplit, idx: torch.Tensor, seeds: list[int], width: int,
-             temperatures: list[float], teacher: dict, *, student_epochs: int, hard_max_epochs: int,
-             lr: float, eval_every: int, conv_window: int, conv_tol: float
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Students of one width on one training size: hard-label students (each trained until it
-    meets the convergence criterion, at most ``hard_max_epochs``) and distilled students at
-    every temperature (``student_epochs``). For a seed, every condition starts from the same
-    initial weights and sees the same inputs ``split.x_pool[idx[i]]``.
+def n_params(width: int) -> int:
+    """Parameters of one student ``64-width-10`` (weights and biases)."""
+    return BatchedMLP(1, [64, width, N_CLASSES]).n_params()
 
-    Returns ``(metrics, curves)``: one metrics row per (seed, condition, temperature,
-    checkpoint in {final, early_stopped}); curves every ``eval_every`` epochs.
+
+def budget_epochs(budget: float, width: int) -> int:
+    """Full-batch epochs a student of ``width`` can train for within ``budget`` parameter-epochs."""
+    return int(round(budget / n_params(width)))
+
+
+def run_cell(split: DigitsSplit, idx: torch.Tensor, seeds: list[int], width: int,
+             temperatures: list[float], teacher: dict, budgets: list[float], *, student_epochs: int,
+             hard_max_epochs: int, lr: float, eval_every: int, conv_window: int, conv_tol: float
+             ) -> dict[str, pd.DataFrame]:
+    """Students of one width on one training size: distilled students at every temperature
+    (``student_epochs``), then hard-label students (each trained until it meets the
+    convergence criterion, at most ``hard_max_epochs``). For a seed, every condition starts from
+    the same initial weights and sees the same inputs ``split.x_pool[idx[i]]``.
+
+    While the hard students train, two things are recorded at every step: the first step where
+    each one's training CE falls to the final training CE of the distilled student of the same
+    seed (one level per temperature, :class:`Crossings`), and its state at the epochs where each
+    compute budget (parameter-epochs) runs out for this width (:class:`Probes`).
+
+    Returns tables ``metrics`` (one row per seed, condition, temperature and checkpoint in
+    {final, early_stopped}), ``curves`` (every ``eval_every`` epochs), ``matched`` (one row per
+    hard student and temperature) and ``budget`` (one row per hard student and budget).
     """
     n = idx.shape[1]
     x_s, y_s = split.x_pool[idx], split.y_pool[idx]                      # (S, n, d), (S, n)
     init = [p.detach() for p in BatchedMLP(
         len(seeds), [64, width, N_CLASSES],
         seeds=[seed_int("ch01", "student", n, width, s) for s in seeds]).parameters()]
-    metrics, curves = [], []
-    groups = [("hard", [1.0], hard_max_epochs, True),
-              ("distill", [float(t) for t in temperatures], student_epochs, False)]
-    for kind, temps, budget, freeze in groups:
-        r = len(temps)
-        labels = [(t, s) for t in temps for s in seeds]
+    temps = [float(t) for t in temperatures]
+    out: dict[str, list] = {"metrics": [], "curves": [], "matched": [], "budget": []}
+    dist_train_ce = None
+    for kind, ts, epochs_max, freeze in (("distill", temps, student_epochs, False),
+                                         ("hard", [1.0], hard_max_epochs, True)):
+        r = len(ts)
+        labels = [(t, s) for t in ts for s in seeds]
         x, y = x_s.repeat(r, 1, 1), y_s.repeat(r, 1)
-        targets = None if kind == "hard" else torch.cat([torch.softmax(teacher["train"] / t, -1) for t in temps])
-        res, c, mon = train_students([p.repeat(r, 1, 1) for p in init], x, y, targets,
-                                     torch.tensor([t for t, _ in labels]), split, max_epochs=budget,
-                                     lr=lr, eval_every=eval_every, conv_window=conv_window,
-                                     conv_tol=conv_tol, freeze_converged=freeze,
-                                     desc=f"{kind} students n={n} h={width}")
+        targets = None if kind == "hard" else torch.cat([torch.softmax(teacher["train"] / t, -1) for t in ts])
+        on_step = None
+        if kind == "hard":
+            cross = Crossings(dist_train_ce, split)
+            probes = Probes(len(seeds), [budget_epochs(b, width) for b in budgets], split)
+
+            def on_step(p, ids, step, train_ce):
+                cross(p, ids, step, train_ce)
+                probes(p, ids, step, train_ce)
+        res, c, mon = train_students(
+            [p.repeat(r, 1, 1) for p in init], x, y, targets, torch.tensor([t for t, _ in labels]), split,
+            max_epochs=epochs_max, lr=lr, eval_every=eval_every, conv_window=conv_window, conv_tol=conv_tol,
+            freeze_converged=freeze, desc=f"{kind} students n={n} h={width}", on_step=on_step)
         ids = torch.arange(len(labels))
-        last = torch.as_tensor(res.steps)
-        change = torch.stack([mon.change(ids[i:i + 1], int(last[i]))[0] for i in range(len(labels))])
-        converged = torch.stack([mon.converged(ids[i:i + 1], int(last[i]))[0] for i in range(len(labels))])
+        change = torch.cat([mon.change(ids[i:i + 1], int(res.steps[i])) for i in ids])
+        converged = torch.cat([mon.converged(ids[i:i + 1], int(res.steps[i])) for i in ids])
         t_tr, t_te = teacher["train"].repeat(r, 1, 1), teacher["test"].repeat(r, 1, 1)
-        for ckpt, params, epochs in (("final", res.params, res.steps), ("early_stopped", res.best_params, res.best_steps)):
-            ev = evaluate(params, x, y, split, t_tr, t_te)
+        final = evaluate(res.params, x, y, split, t_tr, t_te)
+        for ckpt, ev, epochs in (("final", final, res.steps),
+                                 ("early_stopped", evaluate(res.best_params, x, y, split, t_tr, t_te), res.best_steps)):
             for i, (t, s) in enumerate(labels):
-                metrics.append({"n_train": n, "width": width, "seed": s, "condition": kind, "temperature": t,
-                                "checkpoint": ckpt, "epoch": int(epochs[i]), "epochs_run": int(res.steps[i]),
-                                "converged": bool(converged[i]), "final_change": float(change[i]),
-                                **{k: float(v[i]) for k, v in ev.items()}})
+                out["metrics"].append({
+                    "n_train": n, "width": width, "seed": s, "condition": kind, "temperature": t,
+                    "checkpoint": ckpt, "epoch": int(epochs[i]), "epochs_run": int(res.steps[i]),
+                    "converged": bool(converged[i]), "final_change": float(change[i]),
+                    **{k: float(v[i]) for k, v in ev.items()}})
         c["n_train"], c["width"], c["condition"] = n, width, kind
         c["temperature"] = [labels[i][0] for i in c["model"]]
         c["seed"] = [labels[i][1] for i in c["model"]]
-        curves.append(c.drop(columns="model"))
-    return pd.DataFrame(metrics), pd.concat(curves, ignore_index=True)
+        out["curves"].append(c.drop(columns="model"))
+        if kind == "distill":
+            dist_train_ce = final["train_ce"].view(r, len(seeds)).T.contiguous()       # (S, K)
+            continue
+        cross.finish(res.steps, final)
+        stopped = probes.finish(res.steps, final)
+        for i, s in enumerate(seeds):
+            for k, t in enumerate(temps):
+                row = {f: float(cross.found[f][i, k]) for f in Crossings.FIELDS}
+                out["matched"].append({"n_train": n, "width": width, "seed": s, "temperature": t,
+                                       "level": float(dist_train_ce[i, k]),
+                                       "matched": not np.isnan(row["epoch"]), **row})
+            for b in budgets:
+                j = probes.epochs.index(budget_epochs(b, width))
+                out["budget"].append({"n_train": n, "width": width, "seed": s, "budget": float(b),
+                                      "n_params": n_params(width), "epoch": probes.epochs[j],
+                                      "epochs_run": int(res.steps[i]), "stopped": bool(stopped[i, j]),
+                                      **{f: float(v[i, j]) for f, v in probes.vals.items()}})
+    return {"metrics": pd.DataFrame(out["metrics"]), "curves": pd.concat(out["curves"], ignore_index=True),
+            "matched": pd.DataFrame(out["matched"]), "budget": pd.DataFrame(out["budget"])}
 
 
 def teacher_metrics(split: DigitsSplit, teacher: dict, idx: torch.Tensor, seeds: list[int]) -> pd.DataFrame:
     """One row per training subset: the teacher ensemble's CE on it and on the validation and
-    test sets, and its test accuracy."""
+    test sets, its test accuracy, and its members' median and latest early-stopping epochs."""
     y_tr = split.y_pool[idx]
     with torch.no_grad():
-        out = {"train_ce": cross_entropy(teacher["train"], y_tr),
-               "val_ce": cross_entropy(teacher["val"], split.y_val),
-               "test_ce": cross_entropy(teacher["test"], split.y_test),
-               "test_acc": accuracy(teacher["test"], split.y_test)}
+        out = {"train_ce": ce(teacher["train"], y_tr),
+               "val_ce": ce(teacher["val"], split.y_val),
+               "test_ce": ce(teacher["test"], split.y_test),
+               "test_acc": accuracy(teacher["test"], split.y_test),
+               "best_epoch_median": teacher["best_epoch"].median(1).values,
+               "best_epoch_max": teacher["best_epoch"].max(1).values}
     return pd.DataFrame([{"n_train": idx.shape[1], "seed": s, **{k: float(v[i]) for k, v in out.items()}}
                          for i, s in enumerate(seeds)])
 
@@ -232,36 +372,37 @@ def teacher_metrics(split: DigitsSplit, teacher: dict, idx: torch.Tensor, seeds:
 def run(train_sizes: list[int], widths: list[int], temperatures: list[float], seeds: list[int],
         student_epochs: int, hard_max_epochs: int, student_lr: float, eval_every: int,
         conv_window: int, conv_tol: float, teacher_members: int, teacher_hidden: int,
-        teacher_epochs: int, teacher_lr: float, teacher_weight_decay: float
+        teacher_epochs: int, teacher_lr: float, teacher_weight_decay: float, budgets: list[float]
         ) -> dict[str, pd.DataFrame]:
     """The whole experiment: for every training size, the teachers and then every student.
 
     Returns the tidy tables ``metrics`` (one row per student and checkpoint), ``curves`` (every
-    ``eval_every`` epochs while a student trains), ``teachers`` (one row per training subset)
-    and ``split`` (the sizes of the fixed split)."""
+    ``eval_every`` epochs while a student trains), ``matched`` (loss-matched states of the
+    hard students), ``budget`` (hard students where each compute budget runs out),
+    ``teachers`` (one row per training subset) and ``split`` (the sizes of the fixed split)."""
     from ...data import digits as data
 
     if len(seeds) < 2:
         raise ValueError(f"need at least 2 seeds for intervals over seeds, got {len(seeds)}")
+    if not budgets or min(budgets) <= 0:
+        raise ValueError(f"budgets must be a non-empty list of positive parameter-epochs, got {budgets}")
     split = data.digits_split()
     if max(train_sizes) > len(split.y_pool):
         raise ValueError(f"train_sizes must not exceed the training pool of {len(split.y_pool)} digits, "
                          f"got {max(train_sizes)}")
-    metrics, curves, teachers = [], [], []
+    tables: dict[str, list] = {"metrics": [], "curves": [], "matched": [], "budget": [], "teachers": []}
     for n in train_sizes:
         idx = data.stratified_subsets(split.y_pool, n, [seed_int("ch01", "subset", n, s) for s in seeds])
         teacher = train_teachers(split, idx, seeds, teacher_members, teacher_hidden, teacher_epochs,
                                  teacher_lr, teacher_weight_decay)
-        teachers.append(teacher_metrics(split, teacher, idx, seeds))
+        tables["teachers"].append(teacher_metrics(split, teacher, idx, seeds))
         for w in widths:
-            m, c = run_cell(split, idx, seeds, w, temperatures, teacher, student_epochs=student_epochs,
-                            hard_max_epochs=hard_max_epochs, lr=student_lr, eval_every=eval_every,
-                            conv_window=conv_window, conv_tol=conv_tol)
-            metrics.append(m)
-            curves.append(c)
+            cell = run_cell(split, idx, seeds, w, temperatures, teacher, budgets,
+                            student_epochs=student_epochs, hard_max_epochs=hard_max_epochs, lr=student_lr,
+                            eval_every=eval_every, conv_window=conv_window, conv_tol=conv_tol)
+            for name, df in cell.items():
+                tables[name].append(df)
     sizes = pd.DataFrame([{"part": "pool", "size": len(split.y_pool)},
                           {"part": "validation", "size": len(split.y_val)},
                           {"part": "test", "size": len(split.y_test)}])
-    return {"metrics": pd.concat(metrics, ignore_index=True),
-            "curves": pd.concat(curves, ignore_index=True),
-            "teachers": pd.concat(teachers, ignore_index=True), "split": sizes}
+    return {**{name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}, "split": sizes}
