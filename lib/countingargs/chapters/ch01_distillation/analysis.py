@@ -330,7 +330,8 @@ def convergence(tables: dict, params: dict) -> Findings:
          "not_converged_cells": "none" if not len(not_conv) else "; ".join(
              f"{k} of {seeds} at width {w}, {n} digits" for (w, n), k in not_conv.items()),
          "dist_converged_pct": 100 * float(dist.converged.mean()),
-         "max_final_change": float(hard.final_change.max()),
+         "cap_final_change": ("none" if hard.converged.all() else
+                              f"{hard[~hard.converged].final_change.max():.2g} nats"),
          "n_seeds_used": seeds, "n_widths": int(len(n_par)),
          "params_sentence": "; ".join(f"{w} hidden units: {p:,d} parameters" for w, p in n_par.items()),
          "n_params_widest": int(n_par.iloc[-1]), "width_widest": int(n_par.index[-1]),

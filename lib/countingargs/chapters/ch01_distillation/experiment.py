@@ -67,10 +67,11 @@ class Monitor:
         self.hist[step // self.every, ids] = obj
 
     def change(self, ids: torch.Tensor, step: int) -> torch.Tensor:
-        """``|objective(step) - objective(step - window)|``, ``inf`` before a full window."""
+        """``|objective(step) - objective(step - window)|``; NaN before a full window (a network
+        can meet the criterion earlier only by falling below ``tol``)."""
         k = step // self.every
         if k < self.lag:
-            return torch.full((len(ids),), float("inf"))
+            return torch.full((len(ids),), float("nan"))
         return (self.hist[k, ids] - self.hist[k - self.lag, ids]).abs()
 
     def converged(self, ids: torch.Tensor, step: int) -> torch.Tensor:
