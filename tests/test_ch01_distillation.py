@@ -251,12 +251,12 @@ def test_holm_adjustment():
 def test_holm_can_remove_a_cell_verdict_and_leaves_context_cells_out():
     cells = pd.DataFrame({"version": ["T", "H", "context", "M"], "p": [0.001, 0.03, 0.0001, np.nan],
                           "verdict": ["contradicts", "supports", "supports", "missing"]})
-    comp = pd.DataFrame({"p": [0.2], "verdict": ["mixed"]})
+    comp = pd.DataFrame({"p": [0.2, 0.0001], "verdict": ["mixed", "supports"], "applies": [True, False]})
     c, k = analysis.with_holm(cells, comp)
     # family: 0.001, 0.03, 0.2 (three tested cells) -> 0.003, 0.06, 0.2
     np.testing.assert_allclose(c.p_holm.to_numpy()[[0, 1]], [0.003, 0.06])
     assert c.verdict_holm.tolist() == ["contradicts", "mixed", "", "missing"]
-    assert np.isnan(c.p_holm[2]) and k.verdict_holm.tolist() == ["mixed"]
+    assert np.isnan(c.p_holm[2]) and k.verdict_holm.tolist() == ["mixed", ""]
 
 
 def test_non_finite_results_are_refused():
@@ -266,6 +266,23 @@ def test_non_finite_results_are_refused():
         analysis.cell_table(t)
     with pytest.raises(ValueError, match="needs the tables"):
         analysis.analyse({}, {})
+
+
+def test_compute_cells_where_the_wide_student_had_converged_carry_no_verdict():
+    t = _tables()
+    b = t["budget"]
+    b.loc[(b.budget == 1e5) & (b.width == 16) & (b.seed < 3), "stopped"] = True     # 3 of 5 converged
+    comp = analysis.compute_table(t)
+    assert comp.set_index("budget").applies.groupby(level=0).all().to_dict() == {1e4: True, 1e5: False}
+    v = analysis.verdicts(t, {})
+    row = v.tables["versions"].set_index("version").loc["C"]
+    assert row.cells == 2 and row.supports == 2 and v.glue["verdict_compute"] == "supports"
+    assert "In 2 of 4 (size, budget) cells" in v.glue["finding_compute"]
+    c, k = analysis.with_holm(analysis.cell_table(t), comp)
+    assert k[~k.applies].p_holm.isna().all() and set(k[~k.applies].verdict_holm) == {""}
+    b["stopped"] = True                                  # no budget stops the widest student early
+    v = analysis.verdicts(t, {})
+    assert v.glue["verdict_compute"] == "mixed" and "not computable" in v.glue["effect_compute"]
 
 
 def test_compute_view_needs_two_widths():
@@ -281,7 +298,8 @@ def test_analyse_gives_one_ledger_row_per_version_and_no_combined_preference():
     assert list(led.verdict) == ["contradicts", "contradicts", "contradicts", "supports"]
     assert led.version.str.match(r"^[THMC]: ").all() and (led.units == "nats").all()
     assert f.glue["verdict"] == "mixed"            # the versions disagree
-    assert f.glue["n_family"] == 3 * 3 + 4 and f.glue["n_params_widest"] == distill.n_params(16)
+    assert f.glue["n_family"] == 3 * 3 + 4 and f.glue["n_compute_applies"] == 4
+    assert f.glue["n_params_widest"] == distill.n_params(16)
 
 
 def test_cell_rule_under_the_null_decides_about_five_percent_of_cells():

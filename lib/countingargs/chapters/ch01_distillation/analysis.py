@@ -13,7 +13,9 @@ label ranks one above the others):
 * ``M``: held-out CE at matched training CE (the hard student at the step where its training
   CE falls to the distilled student's final training CE);
 * ``C``: compute view: at a fixed budget of parameter-epochs, the widest student (fewer epochs)
-  vs the narrowest (more epochs), held-out CE.
+  vs the narrowest (more epochs), held-out CE, at the budgets that stop the widest student
+  before it has converged (elsewhere both are trained out: a comparison of sizes, reported
+  without a verdict).
 
 Held-out CE against the *converged* hard student is reported as context only: on separable data
 an unregularised student's test CE keeps rising with training time, so that gap depends on an
@@ -52,7 +54,7 @@ VERSIONS = {
     "T": "training-label CE against the converged hard student",
     "H": "held-out CE against the early-stopped hard student",
     "M": "held-out CE at matched training CE",
-    "C": "held-out CE at a fixed compute budget, widest vs narrowest student",
+    "C": "held-out CE at a fixed compute budget, widest (stopped early) vs narrowest student",
 }
 QUOTE_LOSS = "substantially lower loss than supervised training to convergence"
 QUOTE_COMPUTE = "done in practice to use compute effectively"
@@ -172,7 +174,10 @@ def compute_table(tables: dict) -> pd.DataFrame:
     bigger student stopped early wins) with interval, p and verdict; the width with the lowest
     mean test CE at that budget (``best_width``), and where its training CE stands: its value,
     its converged value (final state of the same students) and their ratio, and the share of
-    its students that had already stopped (converged) before the budget ran out."""
+    its students that had already stopped (converged) before the budget ran out.
+
+    ``applies``: the cell tests version C only if the budget ran out before most (more than
+    half) of the widest students had converged, i.e. the bigger student was stopped early."""
     _require(tables, "budget", "metrics")
     bud = _finite(tables["budget"], ["train_ce", "test_ce"], "budget probes")
     widths = sorted(bud.width.unique())
@@ -193,9 +198,11 @@ def compute_table(tables: dict) -> pd.DataFrame:
                      "best_width": best, "best_epochs": int(gb.epoch.iloc[0]),
                      "best_test_ce": float(gb.test_ce.mean()), "best_train_ce": float(gb.train_ce.mean()),
                      "best_converged_train_ce": float(conv_best.mean()),
-                     "best_stopped_share": float(gb.stopped.mean())})
+                     "best_stopped_share": float(gb.stopped.mean()),
+                     "wide_stopped_share": float(by_w[wide].stopped.mean())})
     out = pd.DataFrame(rows)
     out["best_train_ratio"] = out.best_train_ce / out.best_converged_train_ce
+    out["applies"] = out.wide_stopped_share <= 0.5
     return out
 
 
@@ -215,18 +222,17 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 def with_holm(cells: pd.DataFrame, compute: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add ``p_holm`` and ``verdict_holm`` over the family of every cell that enters a verdict
-    (versions T, H, M and C; the context cells are not in it): a cell keeps a support or
-    contradict verdict only if its Holm-adjusted p stays below 0.05."""
-    fam = cells.version != "context"
-    adj = holm(np.concatenate([cells.p[fam].to_numpy(), compute.p.to_numpy()]))
+    (versions T, H, M and the compute cells that apply; the context cells are not in it): a
+    cell keeps a support or contradict verdict only if its Holm-adjusted p stays below 0.05."""
+    fam_c, fam_k = (cells.version != "context").to_numpy(), compute.applies.to_numpy(dtype=bool)
+    adj = holm(np.concatenate([cells.p.to_numpy()[fam_c], compute.p.to_numpy()[fam_k]]))
     cells, compute = cells.copy(), compute.copy()
-    cells["p_holm"] = np.nan
-    cells.loc[fam, "p_holm"] = adj[:int(fam.sum())]
-    compute["p_holm"] = adj[int(fam.sum()):]
-    for df in (cells, compute):
+    for df, fam, part in ((cells, fam_c, adj[:fam_c.sum()]), (compute, fam_k, adj[fam_c.sum():])):
+        df["p_holm"] = np.nan
+        df.loc[fam, "p_holm"] = part
         keep = df.p_holm < LEVEL
         df["verdict_holm"] = np.where(df.verdict == MISSING, MISSING, np.where(keep, df.verdict, MIXED))
-    cells.loc[~fam, "verdict_holm"] = ""
+        df.loc[~fam, "verdict_holm"] = ""
     return cells, compute
 
 
@@ -246,14 +252,17 @@ def version_verdict(labels, planned: int) -> tuple[str, int, int, int]:
     return label, sup, con, mis
 
 
-def pooled_effect(tables: dict, version: str) -> tuple[float, float, float]:
+def pooled_effect(tables: dict, version: str, compute: pd.DataFrame | None = None) -> tuple[float, float, float]:
     """One number per version for the ledger: each seed's paired difference averaged over the
-    version's cells, then the mean over seeds with its 95% t-interval (nats)."""
+    version's cells (for C the cells of ``compute`` that apply), then the mean over seeds with
+    its 95% t-interval (nats)."""
     if version == "C":
         bud = tables["budget"]
         widths = sorted(bud.width.unique())
         p = bud[bud.width.isin([widths[0], widths[-1]])].pivot_table(
             index=["n_train", "budget", "seed"], columns="width", values="test_ce")
+        use = compute[compute.applies].set_index(["n_train", "budget"]).index
+        p = p[p.index.droplevel("seed").isin(use)]
         per_seed = (p[widths[0]] - p[widths[-1]]).groupby(level="seed").mean()
     else:
         measure = next(k for k, (v, _) in MEASURES.items() if v == version)
@@ -283,19 +292,32 @@ def _nats(x: float) -> str:
     return f"{x:.3g} nats"
 
 
+def _finding_compute(compute: pd.DataFrame) -> str:
+    wide, narrow = int(compute.wide.iloc[0]), int(compute.narrow.iloc[0])
+    app, rest = compute[compute.applies], compute[~compute.applies]
+    sup, con = (app.verdict == SUPPORTS).sum(), (app.verdict == CONTRADICTS).sum()
+    text = (f"In {len(app)} of {len(compute)} (size, budget) cells the budget ran out before most {wide}-unit "
+            f"students had converged")
+    if len(app):
+        won = app[app.best_width == wide]
+        text += (f"; there the 95% interval put the test CE of the {wide}-unit student (fewest epochs) below the "
+                 f"{narrow}-unit one's in {sup} and above it in {con}, and the width with the lowest test CE was "
+                 f"the widest in {len(won)} of {len(app)}")
+        if len(won):
+            text += (f", its training CE when the budget ran out a median {_nats(won.best_train_ce.median())}, "
+                     f"{won.best_train_ratio.median():.3g} times its converged value "
+                     f"({_nats(won.best_converged_train_ce.median())})")
+    if len(rest):
+        text += (f". In the other {len(rest)} cells the {wide}-unit students had mostly converged (a comparison "
+                 f"of sizes, not of stopping early, with no verdict); its test CE was below the {narrow}-unit "
+                 f"one's in {(rest.verdict == SUPPORTS).sum()} and above it in {(rest.verdict == CONTRADICTS).sum()}")
+    return text + "."
+
+
 def finding(version: str, cells: pd.DataFrame, compute: pd.DataFrame) -> str:
     """One sentence per version, written from the cells."""
     if version == "C":
-        k = len(compute)
-        sup, con = (compute.verdict == SUPPORTS).sum(), (compute.verdict == CONTRADICTS).sum()
-        wide = int(compute.wide.iloc[0])
-        return (f"At a fixed budget the 95% interval put the test CE of the {wide}-unit student (fewest epochs) "
-                f"below the {int(compute.narrow.iloc[0])}-unit one's in {sup} of {k} (size, budget) cells and "
-                f"above it in {con}; "
-                f"the compute-optimal width was the widest in {(compute.best_width == wide).sum()} of {k}, and when "
-                f"the budget ran out its training CE was a median {compute.best_train_ratio.median():.3g} times "
-                f"its converged value ({_nats(compute.best_train_ce.median())} vs "
-                f"{_nats(compute.best_converged_train_ce.median())}).")
+        return _finding_compute(compute)
     c = cells[cells.version == version]
     tested = c[c.verdict != MISSING]
     sup, con, mis = (c.verdict == SUPPORTS).sum(), (c.verdict == CONTRADICTS).sum(), (c.verdict == MISSING).sum()
@@ -332,10 +354,9 @@ def convergence(tables: dict, params: dict) -> Findings:
          "dist_converged_pct": 100 * float(dist.converged.mean()),
          "cap_final_change": ("none" if hard.converged.all() else
                               f"{hard[~hard.converged].final_change.max():.2g} nats"),
-         "n_seeds_used": seeds, "n_widths": int(len(n_par)),
+         "n_seeds_used": seeds,
          "params_sentence": "; ".join(f"{w} hidden units: {p:,d} parameters" for w, p in n_par.items()),
-         "n_params_widest": int(n_par.iloc[-1]), "width_widest": int(n_par.index[-1]),
-         "n_params_narrowest": int(n_par.iloc[0]), "width_narrowest": int(n_par.index[0]),
+         "n_params_widest": int(n_par.iloc[-1]), "n_params_narrowest": int(n_par.iloc[0]),
          "n_test": int(sizes["test"]), "n_val": int(sizes["validation"]),
          "teacher_es_median": float(teach.best_epoch_median.median()),
          "teacher_es_max": int(teach.best_epoch_max.max())}
@@ -345,12 +366,13 @@ def convergence(tables: dict, params: dict) -> Findings:
 def cells(tables: dict, params: dict) -> Findings:
     """The tested cells with their intervals, verdicts and the Holm-adjusted verdicts."""
     c, comp = with_holm(cell_table(tables), compute_table(tables))
-    fam = pd.concat([c[c.version != "context"], comp])
+    fam = pd.concat([c[c.version != "context"], comp[comp.applies]])
     decided = fam.verdict.isin([SUPPORTS, CONTRADICTS])
     g = {"n_family": int(len(fam)), "n_family_tested": int((fam.verdict != MISSING).sum()),
          "n_decided": int(decided.sum()),
          "n_decided_holm": int(fam.verdict_holm.isin([SUPPORTS, CONTRADICTS]).sum()),
-         "n_cells": int((c.version == "T").sum()), "n_compute_cells": int(len(comp))}
+         "n_cells": int((c.version == "T").sum()), "n_compute_cells": int(len(comp)),
+         "n_compute_applies": int(comp.applies.sum())}
     return Findings(glue=g, tables={"cells": c, "compute_cells": comp})
 
 
@@ -358,13 +380,12 @@ def fair_baselines(tables: dict, params: dict) -> Findings:
     """Numbers for the prose on versions T, H, M and the converged context."""
     c = cell_table(tables)
     s = students(tables)
-    g = {}
-    for key, measure in (("train", "train_ce_vs_converged"), ("test_es", "test_ce_vs_early_stopped"),
-                         ("matched", "test_ce_loss_matched"), ("test_conv", "test_ce_vs_converged")):
+    conv = c[c.measure == "test_ce_vs_converged"]
+    g = {"gap_test_conv_median": float(conv["diff"].median()), "ratio_test_conv_median": float(conv.ratio.median()),
+         "by_width_test_conv": _by_width(conv)}
+    # the data-size trend, on the fair baselines: is hard − distilled lower at the largest size?
+    for key, measure in (("test_es", "test_ce_vs_early_stopped"), ("matched", "test_ce_loss_matched")):
         sub = c[(c.measure == measure) & (c.verdict != MISSING)]
-        g[f"gap_{key}_median"] = float(sub["diff"].median())
-        g[f"ratio_{key}_median"] = float(sub.ratio.median())
-        g[f"by_width_{key}"] = _by_width(c[c.measure == measure])
         shrink = [int(gw.sort_values("n_train")["diff"].iloc[-1] < gw.sort_values("n_train")["diff"].iloc[0])
                   for _, gw in sub.groupby("width") if len(gw) >= 2]
         g[f"gap_shrinks_{key}"] = int(sum(shrink))
@@ -392,13 +413,7 @@ def fair_baselines(tables: dict, params: dict) -> Findings:
 def compute_view(tables: dict, params: dict) -> Findings:
     """Numbers for the prose on the compute view (version C)."""
     comp = compute_table(tables)
-    wide = int(comp.wide.iloc[0])
     g = {"budgets_text": ", ".join(f"{b:,.0f}" for b in sorted(comp.budget.unique())),
-         "compute_best_wide": int((comp.best_width == wide).sum()),
-         "compute_best_ratio_median": float(comp.best_train_ratio.median()),
-         "compute_best_train_median": float(comp.best_train_ce.median()),
-         "compute_best_conv_median": float(comp.best_converged_train_ce.median()),
-         "compute_best_stopped": int((comp.best_stopped_share >= 0.5).sum()),
          "compute_best_text": "; ".join(
              f"{int(n)} digits: " + ", ".join(f"{int(r.best_width)}" for r in gr.sort_values("budget").itertuples())
              for n, gr in comp.groupby("n_train"))}
@@ -427,10 +442,13 @@ def verdicts(tables: dict, params: dict) -> Findings:
     rows, ledger, g = [], [], {}
     keys = {"T": "train", "H": "test_es", "M": "matched", "C": "compute"}
     for version, key in keys.items():
-        sub = comp if version == "C" else c[c.version == version]
-        label, sup, con, mis = version_verdict(sub.verdict, len(sub))
-        label_h, sup_h, con_h, _ = version_verdict(sub.verdict_holm, len(sub))
-        eff, lo, hi = pooled_effect(tables, version)
+        sub = comp[comp.applies] if version == "C" else c[c.version == version]
+        if len(sub):
+            label, sup, con, mis = version_verdict(sub.verdict, len(sub))
+            label_h, sup_h, con_h, _ = version_verdict(sub.verdict_holm, len(sub))
+        else:                       # no budget stopped the widest student early: nothing to test
+            label, sup, con, mis, label_h, sup_h, con_h = MIXED, 0, 0, 0, MIXED, 0, 0
+        eff, lo, hi = pooled_effect(tables, version, comp)
         text = finding(version, c, comp)
         rows.append({"version": version, "tested": VERSIONS[version], "cells": len(sub), "supports": sup,
                      "contradicts": con, "missing": mis, "verdict": label, "supports_holm": sup_h,
@@ -472,7 +490,8 @@ LEDGER = {
 
 def _ledger_row(version: str, verdict: str, eff: float, lo: float, hi: float, text: str) -> dict:
     rid, claim, quote, fig = LEDGER[version]
-    name = ("test CE narrowest − widest student at equal budget, mean over (size, budget) cells" if version == "C"
+    name = ("test CE narrowest − widest student at equal budget, mean over the (size, budget) cells that stop "
+            "the widest early" if version == "C"
             else f"{MEASURES[next(k for k, (v, _) in MEASURES.items() if v == version)][1]}, mean over cells")
     return report.ledger_row(id=rid, chapter="01_distillation", claim=claim, who="Turner", quote=quote,
                              source=SOURCE, version=f"{version}: {VERSIONS[version]}",

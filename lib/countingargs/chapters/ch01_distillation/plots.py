@@ -108,9 +108,11 @@ def gap(tables: dict, params: dict):
     return fig
 
 
-def _filled_mean(c: pd.DataFrame, col: str) -> pd.Series:
-    """Mean over seeds per epoch; a student frozen at convergence keeps its last value."""
-    return c.pivot(index="epoch", columns="seed", values=col).ffill().mean(axis=1)
+def _filled_mean(c: pd.DataFrame, col: str, geometric: bool = False) -> pd.Series:
+    """Mean over seeds per epoch (``geometric``: exp of the mean log); a student frozen at
+    convergence keeps its last value."""
+    wide = c.pivot(index="epoch", columns="seed", values=col).ffill()
+    return np.exp(np.log(wide).mean(axis=1)) if geometric else wide.mean(axis=1)
 
 
 @figure("distill-curves")
@@ -139,7 +141,7 @@ def curves(tables: dict, params: dict):
                    label="hard: median epoch at the distilled training CE")
         _plain_log_y(ax)
         ax.set_xscale("symlog", linthresh=100)
-        ax.set_xlim(0, cv.epoch.max())
+        ax.set_xlim(0, cv[(cv.n_train == n) & (cv.width == w_show)].epoch.max())
         ax.set_xlabel("epoch (full batch; linear to 100, log beyond)")
         ax.set_title(f"{n} training digits, {w_show} hidden units")
     axes[0].set_ylabel(f"hard-label {CE}")
@@ -150,11 +152,13 @@ def curves(tables: dict, params: dict):
 @figure("distill-compute")
 def compute(tables: dict, params: dict):
     """Hard-label students against compute (parameter-epochs): test CE (top) and training CE
-    (bottom), one line per width (mean over seeds), markers where each budget runs out
-    (geometric mean, 95% t-interval of the mean log); one column per training size."""
+    (bottom), one line per width (geometric mean over seeds), markers where each budget runs out
+    (geometric mean, 95% t-interval of the mean log; open where most of the widest students had
+    already converged); one column per training size."""
     cv = tables["curves"]
     cv = cv[cv.condition == "hard"]
     bud = tables["budget"]
+    applies = analysis.compute_table(tables).set_index(["n_train", "budget"]).applies
     n_par = bud.groupby("width").n_params.first()
     sizes, widths = sorted(bud.n_train.unique()), sorted(bud.width.unique())
     fig, axes = plt.subplots(2, len(sizes), figsize=(3.3 * len(sizes) + 0.6, 6.0), sharex=True, squeeze=False)
@@ -163,13 +167,14 @@ def compute(tables: dict, params: dict):
             ax = axes[i, j]
             for k, w in enumerate(widths):
                 c = cv[(cv.n_train == n) & (cv.width == w)]
-                mean = _filled_mean(c, col)
+                mean = _filled_mean(c, col, geometric=True)
+                mean = mean[mean.index > 0]                       # epoch 0 has no place on a log axis
                 ax.plot(mean.index * n_par[w], mean.values, color=f"C{k}", lw=1.2,
                         label=f"{w} hidden units ({n_par[w]:,d} parameters)")
-                b = bud[(bud.n_train == n) & (bud.width == w)]
-                st = np.array([_geo_ci(g[col].to_numpy()) for _, g in b.groupby("budget")])
-                ax.errorbar(sorted(b.budget.unique()), st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]],
-                            fmt="o", ms=3.5, capsize=2, color=f"C{k}")
+                for budget, g in bud[(bud.n_train == n) & (bud.width == w)].groupby("budget"):
+                    m, lo, hi = _geo_ci(g[col].to_numpy())
+                    ax.errorbar([budget], [m], yerr=[[m - lo], [hi - m]], fmt="o", ms=4, capsize=2, color=f"C{k}",
+                                mfc=f"C{k}" if applies[(n, budget)] else "white")
             ax.set_xscale("log")
             _plain_log_y(ax)
             ax.set_title(f"{n} digits: {what} CE")
