@@ -33,7 +33,11 @@ from ...estimators.probes import ridge_r2_insample
 from ...estimators.volume import local_volume_batch
 from ...nets import losses, resmlp
 from ...nets.resmlp import BatchedResMLP
+from ...nets.seeding import counter_minibatch, seed_int
 from ...nets.train import train_until
+
+#: the first key of every seed this chapter derives (:func:`countingargs.nets.seeding.seed_int`)
+CHAPTER = "04_depth"
 
 # ----------------------------------------------------------------------------------------------
 # 1. Counting placements
@@ -143,15 +147,15 @@ def reference_sd(L: int, m: int) -> float:
 def train_classifier(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, steps: int,
                      lr: float, batch_size: int, seed: int, desc: str = "") -> BatchedResMLP:
     """Adam on each network's mean cross-entropy over its own mini-batches, for ``steps``
-    steps (no stopping rule). ``X (N, d_in)``, ``y (N,)`` class indices. The mini-batches
-    ``(M, batch_size)`` come from one generator seeded with ``seed``. Returns a new module."""
+    steps (no stopping rule). ``X (N, d_in)``, ``y (N,)`` class indices. Network ``i``'s
+    mini-batch at step ``t`` (``batch_size`` examples without replacement) depends only on
+    ``(seed, i, t)`` (:func:`countingargs.nets.seeding.counter_minibatch`). Returns a new module."""
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-    g = torch.Generator().manual_seed(int(seed))
-    m, n = net.n_models, X.shape[0]
+    n = X.shape[0]
 
     def loss_fn(params, ids, step):
-        idx = torch.randint(0, n, (m, batch_size), generator=g)
+        idx = counter_minibatch(seed, ids, step, n, batch_size)
         logits = resmlp.forward(resmlp.as_params(params), X[idx], net.residual)
         return losses.cross_entropy(logits, y[idx])
 
@@ -252,15 +256,13 @@ def path_length_profile(net: BatchedResMLP, X, y, n_samples: int, seed: int) -> 
 
 
 def digits_data():
-    """The chapter's fixed split of ``load_digits``: ``(X_train, y_train, X_test, y_test)``."""
-    from sklearn.datasets import load_digits
+    """The book's fixed stratified split of ``load_digits`` (:func:`countingargs.data.digits.digits_split`):
+    the training pool and the validation set together train (no early stopping here), the test
+    set is held out. Returns ``(X_train, y_train, X_test, y_test)``."""
+    from ...data.digits import digits_split
 
-    digits = load_digits()
-    Xd = torch.tensor(digits.data / 16.0, dtype=torch.float32)
-    yd = torch.tensor(digits.target, dtype=torch.long)
-    perm = np.random.default_rng(0).permutation(len(yd))
-    tr, te = perm[:1200], perm[1200:]
-    return Xd[tr], yd[tr], Xd[te], yd[te]
+    d = digits_split()
+    return (torch.cat([d.x_pool, d.x_val]), torch.cat([d.y_pool, d.y_val]), d.x_test, d.y_test)
 
 
 def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: int,
@@ -276,23 +278,24 @@ def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: 
     nets = {}
     for arch, residual in [("residual", True), ("plain", False)]:
         net = BatchedResMLP(seeds, 64, width, blocks, 10, residual=residual,
-                            seeds=[1000 + s for s in range(seeds)])
-        nets[arch] = train_classifier(net, Xtr, ytr, steps, lr, 128, seed=1, desc=f"digits {arch}")
+                            seeds=[seed_int(CHAPTER, "veit-init", s) for s in range(seeds)])
+        nets[arch] = train_classifier(net, Xtr, ytr, steps, lr, 128, seed_int(CHAPTER, "veit-batches"),
+                                      desc=f"digits {arch}")
     single, rand_del, reorder = [], [], []
     swaps = [0, 1, 2, 4, 8, 16]
     for arch, net in nets.items():
         e = single_deletion_errors(net, Xte, yte)
         single += [{"arch": arch, "seed": s, "deleted_block": b - 1, "error": e[s, b]}
                    for s in range(seeds) for b in range(blocks + 1)]
-        r = random_deletion_errors(net, Xte, yte, range(blocks + 1), draws, seed=2)
+        r = random_deletion_errors(net, Xte, yte, range(blocks + 1), draws, seed_int(CHAPTER, "deletion"))
         rand_del += [{"arch": arch, "seed": s, "k": k, "draw": d, "error": r[k, d, s]}
                      for k in range(blocks + 1) for d in range(draws) for s in range(seeds)]
-        er, tau = reorder_errors(net, Xte, yte, swaps, draws, seed=3)
+        er, tau = reorder_errors(net, Xte, yte, swaps, draws, seed_int(CHAPTER, "reorder"))
         reorder += [{"arch": arch, "seed": s, "swaps": sw, "draw": d, "kendall_tau": tau[i, d, s],
                      "error": er[i, d, s]}
                     for i, sw in enumerate(swaps) for d in range(draws) for s in range(seeds)]
     prof = path_length_profile(nets["residual"], Xte[:n_path_images], yte[:n_path_images],
-                               path_samples, seed=4)
+                               path_samples, seed_int(CHAPTER, "paths"))
     npaths = np.array([math.comb(blocks, k) for k in range(blocks + 1)], dtype=float)
     total = prof * npaths[:, None]
     share = total / total.sum(0, keepdims=True)
@@ -483,7 +486,8 @@ def _llc_rows(loss_fn, theta, n, width, task, steps, settings, chains, draws, bu
     sel = {k: v[:n_seeds] for k, v in theta.items()}
     for setting, (stp, loc) in settings.items():
         res = llc.estimate_llc_batch(loss_fn, sel, n, step_size=stp, localization=loc,
-                                     n_chains=chains, n_draws=draws, n_burnin=burnin, seed=7)
+                                     n_chains=chains, n_draws=draws, n_burnin=burnin,
+                                     seed=seed_int(CHAPTER, "llc"))
         rows += [{"width": width, "task": task, "seed": s, "setting": setting, "step_size": stp,
                   "localization": loc, "llc": res["llc_mean"][s], "llc_chain_sd": res["llc_std"][s],
                   "diverged": bool(res["diverged"][s]), "reached": bool(steps[s] >= 0)}
@@ -508,7 +512,8 @@ def run_bits(seeds: int, blocks: int, widths: Sequence[int], target_loss: float,
     for width in widths:
         for task in ["parallel", "serial"]:
             y = tasks[f"y_{task}"]
-            net = BatchedResMLP(seeds, 8, width, blocks, 1, seeds=[5000 + s for s in range(seeds)])
+            net = BatchedResMLP(seeds, 8, width, blocks, 1,
+                                seeds=[seed_int(CHAPTER, "bits-init", width, s) for s in range(seeds)])
             net, steps, final = train_to_loss(net, Xb, y, target_loss, max_steps, lr,
                                               desc=f"{task} w={width}")
             ok = steps >= 0
@@ -518,7 +523,7 @@ def run_bits(seeds: int, blocks: int, widths: Sequence[int], target_loss: float,
             loss_fn = resmlp.loss_fn(Xb, y)
             theta = net.detached()
             frac = local_volume_batch(loss_fn, theta, radii, vol_tol, n_samples=vol_samples,
-                                      seed=6)["fraction"]
+                                      seed=seed_int(CHAPTER, "volume"))["fraction"]
             r50 = radius_at_half(radii, frac)
             if width == widths[0]:
                 rows["llc"] += _llc_rows(loss_fn, theta, len(Xb), width, task, steps, llc_settings,
