@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...report import Findings
-from ...stats import Verdict, bootstrap_ci
+from ...stats import Verdict, bca_interval, t_interval
 from .experiment import placement_counts, reference_sd
 
 Tables = Mapping[str, pd.DataFrame]
@@ -21,8 +21,10 @@ PHRASE = {"supports": "supports", "contradicts": "contradicts", "mixed": "is inc
 
 
 def ci(values, stat=np.mean) -> tuple[float, float, float]:
-    """``(estimate, low, high)`` over seeds."""
-    return bootstrap_ci(np.asarray(values, dtype=float), stat=stat, seed=0)
+    """``(estimate, low, high)`` over seeds, 95%: a Student-t interval for a mean (of paired
+    differences where the values are paired), scipy's BCa bootstrap for any other statistic."""
+    values = np.asarray(values, dtype=float)
+    return t_interval(values) if stat is np.mean else bca_interval(values, statistic=stat, seed=0)
 
 
 def _need(tables: Tables, *names: str) -> None:
