@@ -265,6 +265,24 @@ def digits_data():
     return (torch.cat([d.x_pool, d.x_val]), torch.cat([d.y_pool, d.y_val]), d.x_test, d.y_test)
 
 
+def path_table(nets: dict[str, BatchedResMLP], X, y, n_samples: int, seed: int) -> pd.DataFrame:
+    """Veit et al.'s path profile of each residual network in ``nets`` (state name -> networks,
+    e.g. ``{"init": ..., "trained": ...}``), with the same random block choices for every state.
+    One row per state x seed x path length ``k``: ``grad_per_path`` (one path's gradient norm),
+    ``n_paths`` (``C(L, k)``), ``grad_total`` (their product) and ``share`` (of the total over k)."""
+    rows = []
+    for state, net in nets.items():
+        L = net.n_blocks
+        prof = path_length_profile(net, X, y, n_samples, seed)
+        npaths = np.array([math.comb(L, k) for k in range(L + 1)], dtype=float)
+        total = prof * npaths[:, None]
+        share = total / total.sum(0, keepdims=True)
+        rows += [{"state": state, "seed": s, "k": k, "grad_per_path": prof[k, s], "n_paths": npaths[k],
+                  "grad_total": total[k, s], "share": share[k, s]}
+                 for s in range(net.n_models) for k in range(L + 1)]
+    return pd.DataFrame(rows)
+
+
 def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: int,
              path_samples: int, n_path_images: int = 256) -> dict[str, pd.DataFrame]:
     """Train residual and plain MLPs on ``load_digits`` and lesion them.
@@ -272,14 +290,14 @@ def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: 
     Returns the tables ``veit_setup`` (one row: sizes), ``veit_single_deletion`` (arch, seed,
     deleted_block (-1 = none), error), ``veit_random_deletion`` (arch, seed, k, draw, error),
     ``veit_reorder`` (arch, seed, swaps, draw, kendall_tau, error) and ``veit_path_gradients``
-    (seed, k, grad_per_path, n_paths, grad_total, share) for the residual network.
+    (:func:`path_table` of the residual networks at initialisation and after training).
     """
     Xtr, ytr, Xte, yte = digits_data()
-    nets = {}
+    nets, init = {}, {}
     for arch, residual in [("residual", True), ("plain", False)]:
-        net = BatchedResMLP(seeds, 64, width, blocks, 10, residual=residual,
-                            seeds=[seed_int(CHAPTER, "veit-init", s) for s in range(seeds)])
-        nets[arch] = train_classifier(net, Xtr, ytr, steps, lr, 128, seed_int(CHAPTER, "veit-batches"),
+        init[arch] = BatchedResMLP(seeds, 64, width, blocks, 10, residual=residual,
+                                   seeds=[seed_int(CHAPTER, "veit-init", s) for s in range(seeds)])
+        nets[arch] = train_classifier(init[arch], Xtr, ytr, steps, lr, 128, seed_int(CHAPTER, "veit-batches"),
                                       desc=f"digits {arch}")
     single, rand_del, reorder = [], [], []
     swaps = [0, 1, 2, 4, 8, 16]
@@ -294,108 +312,138 @@ def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: 
         reorder += [{"arch": arch, "seed": s, "swaps": sw, "draw": d, "kendall_tau": tau[i, d, s],
                      "error": er[i, d, s]}
                     for i, sw in enumerate(swaps) for d in range(draws) for s in range(seeds)]
-    prof = path_length_profile(nets["residual"], Xte[:n_path_images], yte[:n_path_images],
-                               path_samples, seed_int(CHAPTER, "paths"))
-    npaths = np.array([math.comb(blocks, k) for k in range(blocks + 1)], dtype=float)
-    total = prof * npaths[:, None]
-    share = total / total.sum(0, keepdims=True)
-    paths = [{"seed": s, "k": k, "grad_per_path": prof[k, s], "n_paths": npaths[k],
-              "grad_total": total[k, s], "share": share[k, s]}
-             for s in range(seeds) for k in range(blocks + 1)]
+    paths = path_table({"init": init["residual"], "trained": nets["residual"]}, Xte[:n_path_images],
+                       yte[:n_path_images], path_samples, seed_int(CHAPTER, "paths"))
     setup = {"n_params": nets["residual"].n_params(), "n_train": len(ytr), "n_test": len(yte),
              "n_digits": len(ytr) + len(yte), "n_path_images": min(n_path_images, len(yte))}
     return {"veit_setup": pd.DataFrame([setup]), "veit_single_deletion": pd.DataFrame(single),
             "veit_random_deletion": pd.DataFrame(rand_del), "veit_reorder": pd.DataFrame(reorder),
-            "veit_path_gradients": pd.DataFrame(paths)}
+            "veit_path_gradients": paths}
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Serial vs parallel Boolean tasks
+# 3. One function, two implementations
 # ----------------------------------------------------------------------------------------------
 
-GATES = {"xor": lambda a, b: a ^ b, "and": lambda a, b: a & b, "or": lambda a, b: a | b}
+N_BITS = 8
+
+#: what the stream must hold, and where: ``(position, subset)`` pairs, where position ``k`` is
+#: the stream after ``k`` blocks and ``subset`` the bits (0-based) whose parity a linear head must
+#: read there. Every implementation has six intermediate values (seven XOR gates in all, the last
+#: one producing the output); they differ only in which XORs feed which.
+IMPLEMENTATIONS: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = {
+    # one chain: x1^x2, then ^x3, ..., then ^x7 after block 6; the output adds x8
+    "serial": tuple((k, tuple(range(k + 1))) for k in range(1, 7)),
+    # two chains of three XORs side by side (blocks 1-3), joined by the output
+    "parallel": tuple((k, tuple(range(k + 1))) for k in range(1, 4))
+    + tuple((k, tuple(range(4, 5 + k))) for k in range(1, 4)),
+    # the same two chains one after the other (blocks 1-3, then 4-6): the depth footprint of the
+    # serial chain, the dependency structure of the parallel one
+    "staggered": tuple((k, tuple(range(k + 1))) for k in range(1, 4))
+    + tuple((k + 3, tuple(range(4, 5 + k))) for k in range(1, 4)),
+    # no intermediate targets: what training finds on its own
+    "free": (),
+}
 
 
-def chain(bits: np.ndarray, gates: Sequence[str]) -> np.ndarray:
-    """A serial gate chain: ``z = bits[:, 0]``, then ``z = gate_i(z, bits[:, i + 1])``.
+def subset_parity(X: torch.Tensor, subset: Sequence[int]) -> torch.Tensor:
+    """XOR of the bits ``subset`` of ``X (N, n)`` in {-1, +1} (``+1`` = bit 1), as ``(N,)`` in
+    {-1, +1}."""
+    bits = (X[:, list(subset)] > 0).long()
+    return (2 * (bits.sum(1) % 2) - 1).to(X.dtype)
 
-    ``bits (N, len(gates) + 1)`` of 0/1 ints -> ``(N,)`` 0/1. Each gate waits for the previous
-    one, so the chain has depth ``len(gates)``.
+
+def parity_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``2**8`` inputs ``X (256, 8)`` in {-1, +1} (book's bit order) and their parity ``y (256,)``."""
+    from ...data.cube import cube, pm
+
+    X = pm(cube(N_BITS))
+    return X, subset_parity(X, range(N_BITS))
+
+
+def aux_targets(X: torch.Tensor, plan) -> tuple[list[int], torch.Tensor]:
+    """Positions ``[k, ...]`` and targets ``Z (N, T)`` of an implementation plan."""
+    if not plan:
+        return [], torch.zeros(X.shape[0], 0)
+    return [k for k, _ in plan], torch.stack([subset_parity(X, s) for _, s in plan], 1)
+
+
+def _aux_logits(streams: list[torch.Tensor], heads: torch.Tensor, positions: list[int]) -> torch.Tensor:
+    """Linear heads ``(M, T, w + 1)`` reading stream position ``positions[t]``: ``(M, T, N)``."""
+    S = torch.stack([streams[k] for k in positions], 1)                     # (M, T, N, w)
+    w = S.shape[-1]
+    return torch.einsum("mtnw,mtw->mtn", S, heads[..., :w]) + heads[..., w:]
+
+
+def train_implementation(X: torch.Tensor, y: torch.Tensor, plan, width: int, blocks: int,
+                         seeds: Sequence[int], head_seeds: Sequence[int], target_loss: float,
+                         max_steps: int, lr: float, aux_weight: float, desc: str = ""):
+    """Train ``M = len(seeds)`` residual MLPs on ``y`` with the intermediate targets of ``plan``.
+
+    The loss is the main logistic loss plus ``aux_weight`` times the logistic losses of linear
+    heads reading the stream at the plan's positions (heads ``(M, T, w + 1)``, network ``i``'s
+    drawn from ``head_seeds[i]``). A network is frozen (:func:`countingargs.nets.train.train_until`)
+    at the first full-batch Adam step where its main loss is ``<= target_loss`` and the output
+    and every head classify every input correctly. The heads are then dropped.
+
+    Returns ``(network (BatchedResMLP), reached (M,) bool, steps (M,), initial parameters)``.
     """
-    if bits.shape[1] != len(gates) + 1:
-        raise ValueError(f"{len(gates)} gates need {len(gates) + 1} input bits, got {bits.shape[1]}")
-    z = bits[:, 0].copy()
-    for i, name in enumerate(gates):
-        if name not in GATES:
-            raise ValueError(f"unknown gate {name!r}; valid: {sorted(GATES)}")
-        z = GATES[name](z, bits[:, i + 1])
-    return z
+    if max(k for k, _ in plan or [(0, ())]) > blocks:
+        raise ValueError(f"the plan reads stream positions beyond the {blocks} blocks")
+    positions, Z = aux_targets(X, plan)
+    p0 = resmlp.init_params(len(seeds), X.shape[1], width, blocks, 1, seeds)
+    params = list(p0.values())
+    if positions:
+        heads = [torch.randn(len(positions), width + 1, generator=torch.Generator().manual_seed(int(s))) * 0.1
+                 for s in head_seeds]
+        params.append(torch.stack(heads))
+    zt = Z.T                                                                  # (T, N)
+
+    def parts(ps):
+        p = resmlp.as_params(ps)
+        h, streams = resmlp.stream(p, resmlp.embed(p, X), return_all=True)
+        f = resmlp.head(p, h).squeeze(-1)                                     # (M, N)
+        a = _aux_logits(streams, ps[8], positions) if positions else None     # (M, T, N)
+        return f, a
+
+    def loss_fn(ps, ids, step):
+        f, a = parts(ps)
+        loss = losses.logistic(f, y)
+        if a is not None:
+            m, t, n = a.shape
+            aux = losses.logistic(a.reshape(m * t, n), zt.repeat(m, 1)).reshape(m, t).sum(1)
+            loss = loss + aux_weight * aux
+        return loss
+
+    def reached(ps, ids, step):
+        f, a = parts(ps)
+        ok = (losses.logistic(f, y) <= target_loss) & ((f * y) > 0).all(-1)
+        if a is not None:
+            ok &= ((a * zt) > 0).flatten(1).all(-1)
+        return ok
+
+    out = train_until(params, loss_fn, lr=lr, max_steps=max_steps, reached=reached, desc=desc)
+    net = BatchedResMLP.from_params(out.params[:len(resmlp.PARAM_NAMES)])
+    return net, out.reached, out.steps, p0
 
 
-def bit_tasks(n_bits: int = 8, gates_g: Sequence[str] = ("xor", "and", "xor"),
-              gates_h: Sequence[str] = ("xor", "or", "xor"),
-              gates_serial: Sequence[str] | None = None) -> dict:
-    """The two synthetic tasks on all ``2**n_bits`` inputs (rows in the book's bit order,
-    :mod:`countingargs.data.cube`).
-
-    - **parallel** ``y = g(x_a) XOR h(x_b)``: ``g`` a chain over the first half of the bits,
-      ``h`` a chain over the second half; they can run side by side (depth ``len(g) + 1``).
-    - **serial** ``y = chain(x)``: one chain over all bits with the same number of gates
-      (``len(g) + len(h) + 1``) that must run one after the other (depth ``len(serial)``).
-      By default its gates are ``g``'s, one XOR, then ``h``'s, so the serial task is
-      ``h(g(x_a) XOR x_5, x_6, ...)``.
-
-    Returns a dict with ``X (N, n_bits)`` in {-1, +1} (float32 tensor), ``y_parallel`` and
-    ``y_serial`` in {-1, +1} (tensors ``(N,)``), the sub-targets ``g``, ``h`` in {-1, +1}
-    (numpy ``(N,)``), and the index arrays ``a_idx``, ``b_idx`` (``(N,)``, which value of
-    ``x_a`` / ``x_b`` each row has).
-    """
-    from ...data.cube import cube_bits
-
-    half = n_bits // 2
-    if gates_serial is None:
-        gates_serial = list(gates_g) + ["xor"] + list(gates_h)
-    if len(gates_g) + 1 != half or len(gates_h) + 1 != n_bits - half:
-        raise ValueError(f"g and h need {half - 1} and {n_bits - half - 1} gates for {n_bits} bits")
-    if len(gates_serial) + 1 != n_bits:
-        raise ValueError(f"the serial chain needs {n_bits - 1} gates for {n_bits} bits")
-    bits = cube_bits(n_bits).astype(np.int64)
-    g = chain(bits[:, :half], gates_g)
-    h = chain(bits[:, half:], gates_h)
-    ser = chain(bits, gates_serial)
-    weights = 2 ** np.arange(half)[::-1]
-    return {
-        "X": torch.as_tensor(2 * bits - 1, dtype=torch.float32),
-        "y_parallel": torch.as_tensor(2 * (g ^ h) - 1, dtype=torch.float32),
-        "y_serial": torch.as_tensor(2 * ser - 1, dtype=torch.float32),
-        "g": (2 * g - 1).astype(float), "h": (2 * h - 1).astype(float),
-        "a_idx": bits[:, :half] @ weights, "b_idx": bits[:, half:] @ weights[-(n_bits - half):],
-    }
-
-
-def train_to_loss(net: BatchedResMLP, X: torch.Tensor, y_pm: torch.Tensor, target_loss: float,
-                  max_steps: int, lr: float, desc: str = ""):
-    """Full-batch Adam on a binary task until each network reaches ``target_loss``.
-
-    ``X (N, d_in)``, ``y_pm (N,)`` in {-1, +1}; ``net`` has ``d_out = 1``. A network *reaches*
-    the target at the first step where its mean logistic loss is ``<= target_loss`` and every
-    example is classified correctly; it is frozen there (:func:`countingargs.nets.train.train_until`),
-    so all successful networks sit at (about) the same training loss. Returns
-    ``(trained module, steps_to_target (M,) with -1 where never reached, final_loss (M,))``.
-    """
-    def loss_fn(params, ids, step):
-        return losses.logistic(resmlp.forward(resmlp.as_params(params), X, net.residual), y_pm)
-
-    def reached(params, ids, step):
-        f = resmlp.forward(resmlp.as_params(params), X, net.residual).squeeze(-1)
-        return (losses.logistic(f, y_pm) <= target_loss) & ((f * y_pm) > 0).all(-1)
-
-    out = train_until(list(net.detached().values()), loss_fn, lr=lr, max_steps=max_steps,
-                      reached=reached, desc=desc)
-    trained = BatchedResMLP.from_params(out.params, net.residual)
-    with torch.no_grad():
-        final = losses.logistic(trained(X), y_pm).numpy()
-    return trained, np.where(out.reached, out.steps, -1), final
+@torch.no_grad()
+def match_loss(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, target_loss: float) -> np.ndarray:
+    """Scale each network's output layer (``w_out``, ``b_out``) by the factor ``c > 0`` that puts
+    its logistic loss at exactly ``target_loss`` (bisection on ``log c``; the loss falls with
+    ``c`` when every input is classified correctly). Modifies ``net``; returns ``c (M,)``.
+    Networks that misclassify an input are left as they are (``c = nan``)."""
+    f = net(X).squeeze(-1)                                                   # (M, N)
+    ok = ((f * y) > 0).all(-1)
+    lo, hi = torch.full((net.n_models,), -10.0), torch.full((net.n_models,), 10.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        above = losses.logistic(torch.exp(mid)[:, None] * f, y) >= target_loss
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    c = torch.where(ok, torch.exp((lo + hi) / 2), torch.ones_like(lo))
+    net.w_out.mul_(c.view(-1, 1, 1))
+    net.b_out.mul_(c.view(-1, 1, 1))
+    return torch.where(ok, c, torch.full_like(c, float("nan"))).numpy()
 
 
 def radius_at_half(radii: Sequence[float], frac: np.ndarray) -> np.ndarray:
@@ -418,16 +466,6 @@ def radius_at_half(radii: Sequence[float], frac: np.ndarray) -> np.ndarray:
             t = (f[j - 1] - 0.5) / (f[j - 1] - f[j])
             out[m] = r[j - 1] + t * (r[j] - r[j - 1])
     return np.exp(out)
-
-
-@torch.no_grad()
-def stream_probe_profile(net: BatchedResMLP, X: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-    """In-sample ``R^2`` of linear probes for each target at every stream position (after
-    0..L blocks): ``(M, L + 1, T)``. In-sample is the right estimator here: ``X`` is the whole
-    cube, so there are no other inputs to generalise to
-    (:func:`countingargs.estimators.probes.ridge_r2_insample`)."""
-    _, streams = net.stream(net.embed(X), return_all=True)
-    return np.stack([ridge_r2_insample(h, targets).numpy() for h in streams], axis=1)
 
 
 @torch.no_grad()
@@ -472,79 +510,246 @@ def block_energy(net: BatchedResMLP, X: torch.Tensor) -> np.ndarray:
                      for b in range(net.n_blocks)], axis=1)
 
 
-def profile_depth(profile: np.ndarray) -> np.ndarray:
-    """Centre of mass (block index, 0-based) of a non-negative profile ``(M, L)`` -> ``(M,)``;
-    negative entries count as zero; ``nan`` where the profile is zero everywhere."""
-    w = np.clip(profile, 0, None)
-    tot = w.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tot > 0, (w * np.arange(profile.shape[1])).sum(1) / tot, np.nan)
+def _norm(p: dict) -> np.ndarray:
+    return torch.sqrt(sum((v.detach() ** 2).flatten(1).sum(1) for v in p.values())).numpy()
 
 
-def _llc_rows(loss_fn, theta, n, width, task, steps, settings, chains, draws, burnin, n_seeds):
-    rows = []
-    sel = {k: v[:n_seeds] for k, v in theta.items()}
-    for setting, (stp, loc) in settings.items():
-        res = llc.estimate_llc_batch(loss_fn, sel, n, step_size=stp, localization=loc,
-                                     n_chains=chains, n_draws=draws, n_burnin=burnin,
-                                     seed=seed_int(CHAPTER, "llc"))
-        rows += [{"width": width, "task": task, "seed": s, "setting": setting, "step_size": stp,
-                  "localization": loc, "llc": res["llc_mean"][s], "llc_chain_sd": res["llc_std"][s],
-                  "diverged": bool(res["diverged"][s]), "reached": bool(steps[s] >= 0)}
-                 for s in range(len(res["llc_mean"]))]
-    return rows
+def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, blocks: int,
+                 target_loss: float, max_steps: int, lr: float, aux_weight: float):
+    """Train every implementation in ``conditions`` (keys of :data:`IMPLEMENTATIONS`) of 8-bit
+    parity at every width, from the same initial weights per seed and width, and put every
+    network that reached the target at exactly ``target_loss`` (:func:`match_loss`).
 
-
-def run_bits(seeds: int, blocks: int, widths: Sequence[int], target_loss: float, max_steps: int,
-             lr: float, radii: Sequence[float], vol_samples: int, vol_tol: float, llc_seeds: int,
-             llc_settings: dict, llc_chains: int, llc_draws: int, llc_burnin: int) -> dict[str, pd.DataFrame]:
-    """Train both bit tasks at every width to ``target_loss`` and measure the solutions.
-
-    ``llc_settings``: ``{"main": (step, localization), "alt": (step, localization)}``; the LLC
-    is estimated on the first ``llc_seeds`` networks of the first width. Returns the tables
-    ``bits_training``, ``bits_volume``, ``bits_r50``, ``bits_llc``, ``bits_placement``,
-    ``bits_block_shares`` and ``bits_probe_r2`` (see the notebook for their columns).
+    Returns ``(table, nets)``: ``parity_training`` with one row per condition x width x seed
+    (``n_params, reached, steps_to_target`` (-1 = never), ``loss_frozen`` (at the freeze),
+    ``out_scale`` (the factor of :func:`match_loss`), ``final_loss``, ``param_norm`` and
+    ``dist_init`` (Euclidean, all parameters)), and ``{(condition, width): BatchedResMLP}``.
     """
-    tasks = bit_tasks()
-    Xb = tasks["X"]
-    subt = np.stack([tasks["g"], tasks["h"]], axis=1)
-    rows = {k: [] for k in ("training", "volume", "r50", "llc", "placement", "block_shares", "probe_r2")}
+    bad = [c for c in conditions if c not in IMPLEMENTATIONS]
+    if bad:
+        raise ValueError(f"unknown conditions {bad}; valid: {sorted(IMPLEMENTATIONS)}")
+    X, y = parity_data()
+    rows, nets = [], {}
     for width in widths:
-        for task in ["parallel", "serial"]:
-            y = tasks[f"y_{task}"]
-            net = BatchedResMLP(seeds, 8, width, blocks, 1,
-                                seeds=[seed_int(CHAPTER, "bits-init", width, s) for s in range(seeds)])
-            net, steps, final = train_to_loss(net, Xb, y, target_loss, max_steps, lr,
-                                              desc=f"{task} w={width}")
-            ok = steps >= 0
-            rows["training"] += [{"width": width, "task": task, "seed": s, "n_params": net.n_params(),
-                                  "reached": bool(ok[s]), "steps_to_target": int(steps[s]),
-                                  "final_loss": final[s]} for s in range(seeds)]
-            loss_fn = resmlp.loss_fn(Xb, y)
-            theta = net.detached()
-            frac = local_volume_batch(loss_fn, theta, radii, vol_tol, n_samples=vol_samples,
-                                      seed=seed_int(CHAPTER, "volume"))["fraction"]
-            r50 = radius_at_half(radii, frac)
-            if width == widths[0]:
-                rows["llc"] += _llc_rows(loss_fn, theta, len(Xb), width, task, steps, llc_settings,
-                                         llc_chains, llc_draws, llc_burnin, llc_seeds)
-            rows["r50"] += [{"width": width, "task": task, "seed": s, "r50": r50[s],
-                             "reached": bool(ok[s])} for s in range(seeds)]
-            rows["volume"] += [{"width": width, "task": task, "seed": s, "radius": r,
-                                "frac_kept": frac[s, i], "reached": bool(ok[s])}
-                               for s in range(seeds) for i, r in enumerate(radii)]
-            sh = subproblem_energy(net, Xb, tasks["a_idx"], tasks["b_idx"])     # (M, L, 3)
-            en = block_energy(net, Xb)                                          # (M, L)
-            da, db = profile_depth(sh[..., 0] * en), profile_depth(sh[..., 1] * en)
-            rows["placement"] += [{"width": width, "task": task, "seed": s, "depth_a": da[s],
-                                   "depth_b": db[s], "relative_depth": da[s] - db[s],
-                                   "reached": bool(ok[s])} for s in range(seeds)]
-            rows["block_shares"] += [{"width": width, "task": task, "seed": s, "block": b,
-                                      "share_a": sh[s, b, 0], "share_b": sh[s, b, 1],
-                                      "share_ab": sh[s, b, 2], "energy": en[s, b]}
-                                     for s in range(seeds) for b in range(blocks)]
-            if task == "parallel":
-                pr = stream_probe_profile(net, Xb, subt)                         # (M, L+1, 2)
-                rows["probe_r2"] += [{"width": width, "seed": s, "position": q, "r2_g": pr[s, q, 0],
-                                      "r2_h": pr[s, q, 1]} for s in range(seeds) for q in range(blocks + 1)]
-    return {f"bits_{k}": pd.DataFrame(v) for k, v in rows.items()}
+        init_seeds = [seed_int(CHAPTER, "parity-init", width, s) for s in range(seeds)]
+        head_seeds = [seed_int(CHAPTER, "parity-heads", width, s) for s in range(seeds)]
+        for cond in conditions:
+            net, ok, steps, p0 = train_implementation(
+                X, y, IMPLEMENTATIONS[cond], width, blocks, init_seeds, head_seeds, target_loss,
+                max_steps, lr, aux_weight, desc=f"{cond} w={width}")
+            with torch.no_grad():
+                frozen = losses.logistic(net(X), y).numpy()
+            scale = match_loss(net, X, y, target_loss)
+            with torch.no_grad():
+                final = losses.logistic(net(X), y).numpy()
+            norm = _norm(net.detached())
+            dist = _norm({k: net.detached()[k] - p0[k] for k in p0})
+            rows += [{"condition": cond, "width": width, "seed": s, "n_params": net.n_params(),
+                      "reached": bool(ok[s]), "steps_to_target": int(steps[s]) if ok[s] else -1,
+                      "loss_frozen": frozen[s], "out_scale": scale[s], "final_loss": final[s],
+                      "param_norm": norm[s], "dist_init": dist[s]} for s in range(seeds)]
+            nets[(cond, width)] = net
+    return pd.DataFrame(rows), nets
+
+
+def measure_volume(nets: dict, radii: Sequence[float], tol: float, n_samples: int) -> dict[str, pd.DataFrame]:
+    """Local volume (:func:`countingargs.estimators.volume.local_volume_batch`) of every network
+    on the parity loss, with the same random directions for every network. Returns
+    ``parity_volume`` (condition, width, seed, radius, frac_kept) and ``parity_r50``
+    (condition, width, seed, r50: :func:`radius_at_half`)."""
+    X, y = parity_data()
+    vol, r50s = [], []
+    for (cond, width), net in nets.items():
+        frac = local_volume_batch(resmlp.loss_fn(X, y), net.detached(), radii, tol, n_samples=n_samples,
+                                  seed=seed_int(CHAPTER, "volume", width))["fraction"]
+        r50 = radius_at_half(radii, frac)
+        vol += [{"condition": cond, "width": width, "seed": s, "radius": r, "frac_kept": frac[s, i]}
+                for s in range(net.n_models) for i, r in enumerate(radii)]
+        r50s += [{"condition": cond, "width": width, "seed": s, "r50": r50[s]} for s in range(net.n_models)]
+    return {"parity_volume": pd.DataFrame(vol), "parity_r50": pd.DataFrame(r50s)}
+
+
+def chain_drift(trace: np.ndarray, n_burnin: int, n_beta: float) -> np.ndarray:
+    """Drift of LLC chains in LLC units: ``trace (K, C, burn-in + draws)`` of losses; the slope
+    of the chain-mean loss over the draws (least squares), times the number of draws and
+    ``n_beta``: how far the LLC estimate would move across the draw window. ``(K,)``."""
+    draws = trace[:, :, n_burnin:].mean(1)                                    # (K, D)
+    t = np.arange(draws.shape[1], dtype=float)
+    t -= t.mean()
+    slope = (draws * t).sum(1) / (t ** 2).sum()
+    return slope * draws.shape[1] * n_beta
+
+
+def measure_llc(nets: dict, conditions: Sequence[str], width: int, n_seeds: int,
+                settings: dict[str, dict], n_chains: int) -> pd.DataFrame:
+    """LLC (:func:`countingargs.estimators.llc.estimate_llc_batch`) of the first ``n_seeds``
+    networks of each condition at ``width``, for each sampler setting (name -> keyword
+    arguments ``step_size, localization, n_beta (None = n/log n), n_burnin, n_draws``). One row
+    per setting x condition x seed: ``llc``, ``llc_chain_sd``, ``drift`` (:func:`chain_drift`),
+    ``n_beta`` and ``diverged``."""
+    X, y = parity_data()
+    rows = []
+    for name, kw in settings.items():
+        for cond in conditions:
+            theta = {k: v[:n_seeds] for k, v in nets[(cond, width)].detached().items()}
+            res = llc.estimate_llc_batch(resmlp.loss_fn(X, y), theta, len(X), n_chains=n_chains,
+                                         seed=seed_int(CHAPTER, "llc", name), **kw)
+            nb = res["settings"]["n_beta"]
+            drift = chain_drift(res["loss_trace"], kw["n_burnin"], nb)
+            rows += [{"setting": name, "condition": cond, "width": width, "seed": s, "llc": res["llc_mean"][s],
+                      "llc_chain_sd": res["llc_std"][s], "drift": drift[s], "n_beta": nb,
+                      "diverged": bool(res["diverged"][s])} for s in range(len(res["llc_mean"]))]
+    return pd.DataFrame(rows)
+
+
+def llc_toys(settings: dict[str, dict], n: int, n_chains: int) -> pd.DataFrame:
+    """The estimator on the toys of :data:`countingargs.estimators.llc.TOYS` (known learning
+    coefficients) at each of the chapter's settings, with ``n`` setting ``n/log n`` where the
+    setting leaves ``n_beta`` unset. One row per setting x toy x chain."""
+    parts = []
+    for name, kw in settings.items():
+        df = llc.validate_on_toys(n, n_chains=n_chains, seed=seed_int(CHAPTER, "toys", name), **kw)
+        parts.append(df.assign(setting=name))
+    return pd.concat(parts, ignore_index=True)[["setting", "toy", "true_lambda", "multiplicity", "chain", "llc"]]
+
+
+def subset_r2_profile(net: BatchedResMLP, X: torch.Tensor) -> dict[str, np.ndarray]:
+    """For every stream position (after 0..L blocks) and every subset size ``k = 2..8``: the
+    best in-sample ``R^2`` (:func:`countingargs.estimators.probes.ridge_r2_insample`; ``X`` is
+    the whole cube) of a linear probe for the parity of any ``k`` of the 8 bits, and for ``k = 4``
+    the best over splits of the bits into two halves of the smaller of the two halves' ``R^2``.
+    Returns ``best (M, L + 1, 7)`` (sizes 2..8) and ``pair4 (M, L + 1)``."""
+    subsets = [c for k in range(2, N_BITS + 1) for c in itertools.combinations(range(N_BITS), k)]
+    Z = torch.stack([subset_parity(X, c) for c in subsets], 1)
+    sizes = np.array([len(c) for c in subsets])
+    index = {c: i for i, c in enumerate(subsets)}
+    halves = [(index[c], index[tuple(sorted(set(range(N_BITS)) - set(c)))])
+              for c in itertools.combinations(range(N_BITS), 4) if 0 in c]
+    with torch.no_grad():
+        _, streams = net.stream(net.embed(X), return_all=True)
+    r2 = np.stack([ridge_r2_insample(h, Z).numpy() for h in streams], 1)     # (M, L+1, S)
+    best = np.stack([r2[..., sizes == k].max(-1) for k in range(2, N_BITS + 1)], -1)
+    pair4 = np.max([np.minimum(r2[..., a], r2[..., b]) for a, b in halves], axis=0)
+    return {"best": best, "pair4": pair4}
+
+
+def probe_implementations(nets: dict, width: int) -> pd.DataFrame:
+    """:func:`subset_r2_profile` of every condition's networks at ``width``: one row per
+    condition x seed x position x size ``k``, with ``best_r2`` and (for ``k = 4``) ``pair_r2``."""
+    X, _ = parity_data()
+    rows = []
+    for (cond, w), net in nets.items():
+        if w != width:
+            continue
+        pr = subset_r2_profile(net, X)
+        M, P, K = pr["best"].shape
+        rows += [{"condition": cond, "seed": s, "position": q, "k": k + 2, "best_r2": pr["best"][s, q, k],
+                  "pair_r2": pr["pair4"][s, q] if k + 2 == 4 else np.nan}
+                 for s in range(M) for q in range(P) for k in range(K)]
+    return pd.DataFrame(rows)
+
+
+def share_rows(net: BatchedResMLP, X: torch.Tensor, a_idx, b_idx, **labels) -> list[dict]:
+    """Rows of per-block work shares (:func:`subproblem_energy`) and write energies
+    (:func:`block_energy`), one per seed x block, with ``labels`` added to each."""
+    sh = subproblem_energy(net, X, a_idx, b_idx)
+    en = block_energy(net, X)
+    return [{**labels, "seed": s, "block": b, "share_a": sh[s, b, 0], "share_b": sh[s, b, 1],
+             "share_ab": sh[s, b, 2], "energy": en[s, b]}
+            for s in range(net.n_models) for b in range(net.n_blocks)]
+
+
+def _halves_index(X: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    bits = (X > 0).long().numpy()
+    w = 2 ** np.arange(N_BITS // 2)[::-1]
+    return bits[:, :N_BITS // 2] @ w, bits[:, N_BITS // 2:] @ w
+
+
+def parity_block_shares(nets: dict, width: int) -> pd.DataFrame:
+    """Where each condition's networks (at ``width``) work on bits 1-4 and on bits 5-8: rows of
+    :func:`share_rows` with a ``condition`` column (the placement measure's positive controls)."""
+    X, _ = parity_data()
+    a_idx, b_idx = _halves_index(X)
+    rows = []
+    for (cond, w), net in nets.items():
+        if w == width:
+            rows += share_rows(net, X, a_idx, b_idx, condition=cond)
+    return pd.DataFrame(rows)
+
+
+# -- the two-halves task: where do two independent halves sit? -----------------------------------
+GATES = {"xor": lambda a, b: a ^ b, "and": lambda a, b: a & b, "or": lambda a, b: a | b}
+
+
+def chain(bits: np.ndarray, gates: Sequence[str]) -> np.ndarray:
+    """A serial gate chain: ``z = bits[:, 0]``, then ``z = gate_i(z, bits[:, i + 1])``.
+    ``bits (N, len(gates) + 1)`` of 0/1 ints -> ``(N,)`` 0/1."""
+    if bits.shape[1] != len(gates) + 1:
+        raise ValueError(f"{len(gates)} gates need {len(gates) + 1} input bits, got {bits.shape[1]}")
+    z = bits[:, 0].copy()
+    for i, name in enumerate(gates):
+        if name not in GATES:
+            raise ValueError(f"unknown gate {name!r}; valid: {sorted(GATES)}")
+        z = GATES[name](z, bits[:, i + 1])
+    return z
+
+
+def bit_tasks(gates_g: Sequence[str] = ("xor", "and", "xor"),
+              gates_h: Sequence[str] = ("xor", "or", "xor")) -> dict:
+    """The previous version's two tasks on all 256 inputs (book's bit order), kept for part D
+    and to show why they were not a fair serial/parallel pair.
+
+    - ``y_halves = g(x_1..4) XOR h(x_5..8)`` with ``g, h`` gate chains (the *two-halves task*;
+      it was the "parallel" task);
+    - ``y_chain = h(g(x_1..4) XOR x_5, x_6, x_7, x_8)``: the same gates in one chain (the old
+      "serial" task, a different function).
+
+    Returns ``X (256, 8)`` in {-1, +1}, ``y_halves``, ``y_chain`` (``(256,)`` in {-1, +1}) and
+    ``a_idx, b_idx`` (which value of ``x_1..4`` / ``x_5..8`` each row has).
+    """
+    from ...data.cube import cube_bits
+
+    if len(gates_g) != 3 or len(gates_h) != 3:
+        raise ValueError("g and h need three gates each for 8 bits")
+    bits = cube_bits(N_BITS).astype(np.int64)
+    g, h = chain(bits[:, :4], gates_g), chain(bits[:, 4:], gates_h)
+    ser = chain(bits, list(gates_g) + ["xor"] + list(gates_h))
+    X = torch.as_tensor(2 * bits - 1, dtype=torch.float32)
+    a_idx, b_idx = _halves_index(X)
+    return {"X": X, "y_halves": torch.as_tensor(2 * (g ^ h) - 1, dtype=torch.float32),
+            "y_chain": torch.as_tensor(2 * ser - 1, dtype=torch.float32), "a_idx": a_idx, "b_idx": b_idx}
+
+
+def run_two_halves(seeds: int, width: int, blocks: int, target_loss: float, max_steps: int,
+                   lr: float) -> dict[str, pd.DataFrame]:
+    """Train the two-halves task freely (no intermediate targets) and record where each block
+    works: ``halves_training`` (seed, reached, steps_to_target) and ``halves_block_shares``."""
+    t = bit_tasks()
+    init = [seed_int(CHAPTER, "halves-init", width, s) for s in range(seeds)]
+    net, ok, steps, _ = train_implementation(t["X"], t["y_halves"], (), width, blocks, init, init,
+                                             target_loss, max_steps, lr, 0.0, desc="two halves")
+    train = pd.DataFrame({"seed": range(seeds), "reached": ok,
+                          "steps_to_target": np.where(ok, steps, -1)})
+    shares = pd.DataFrame(share_rows(net, t["X"], t["a_idx"], t["b_idx"], task="two-halves"))
+    return {"halves_training": train, "halves_block_shares": shares}
+
+
+def fourier_weights(y: torch.Tensor) -> np.ndarray:
+    """Fourier weight of a ``±1`` function on the 8-bit cube (book's bit order) at each degree
+    ``0..8``: ``W_k = sum_{|S| = k} fhat(S)^2`` (they sum to 1). ``y (256,)``."""
+    X, _ = parity_data()
+    subsets = [c for k in range(N_BITS + 1) for c in itertools.combinations(range(N_BITS), k)]
+    chars = torch.stack([X[:, list(c)].prod(1) if c else torch.ones(len(X)) for c in subsets], 1)
+    coef = (chars * y[:, None]).mean(0).double().numpy()
+    sizes = np.array([len(c) for c in subsets])
+    return np.array([(coef[sizes == k] ** 2).sum() for k in range(N_BITS + 1)])
+
+
+def task_spectra() -> pd.DataFrame:
+    """Fourier weight by degree of the chapter's target (parity, the same for every
+    implementation) and of the previous version's two tasks: one row per task x degree."""
+    _, y = parity_data()
+    t = bit_tasks()
+    tasks = {"parity": y, "old parallel (two halves)": t["y_halves"], "old serial": t["y_chain"]}
+    return pd.DataFrame([{"task": name, "degree": k, "weight": w}
+                         for name, f in tasks.items() for k, w in enumerate(fourier_weights(f))])
