@@ -509,15 +509,13 @@ def llc_findings(tables: Tables, params: Mapping) -> Findings:
     nc = rec[rec.multiplicity == 2].set_index("setting").ratio
     main = llc_df[(llc_df.setting == "main") & ~llc_df.diverged.astype(bool)]
     nb = llc_df.groupby("setting").n_beta.first()
+    (step, loc, _, burnin, draws), (alt_step, alt_loc, alt_burnin, alt_draws) = params["llc_main"], params["llc_alt"]
     g = {"llc_seeds": params["llc_seeds"], "llc_chains": params["llc_chains"],
-         "llc_step": params["llc_step"], "llc_localization": params["llc_localization"],
-         "llc_nbeta": float(nb["main"]), "llc_burnin": params["llc_burnin"], "llc_draws": params["llc_draws"],
-         "llc_alt_step": params["llc_alt_step"], "llc_alt_localization": params["llc_alt_localization"],
-         "llc_alt_nbeta": float(nb["alt"]), "llc_alt_burnin": params["llc_alt_burnin"],
-         "llc_alt_draws": params["llc_alt_draws"], "llc_tolerance": params["llc_tolerance"],
-         "llc_toy_chains": params["llc_toy_chains"],
-         "llc_loc_over_nbeta": params["llc_localization"] / float(nb["main"]),
-         "llc_alt_loc_over_nbeta": params["llc_alt_localization"] / float(nb["alt"]),
+         "llc_step": step, "llc_localization": loc, "llc_nbeta": float(nb["main"]), "llc_burnin": burnin,
+         "llc_draws": draws, "llc_alt_step": alt_step, "llc_alt_localization": alt_loc,
+         "llc_alt_nbeta": float(nb["alt"]), "llc_alt_burnin": alt_burnin, "llc_alt_draws": alt_draws,
+         "llc_tolerance": params["llc_tolerance"], "llc_toy_chains": params["llc_toy_chains"],
+         "llc_loc_over_nbeta": loc / float(nb["main"]), "llc_alt_loc_over_nbeta": alt_loc / float(nb["alt"]),
          "llc_serial": float(main[main.condition == "serial"].llc.mean()),
          "llc_parallel": float(main[main.condition == "parallel"].llc.mean()),
          "llc_diff": e, "llc_diff_lo": lo, "llc_diff_hi": hi, "llc_n": n, "llc_drift": drift,
