@@ -515,17 +515,19 @@ def _norm(p: dict) -> np.ndarray:
 
 
 def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, blocks: int,
-                 target_loss: float, max_steps: int, lr: float, aux_weight: float):
+                 target_loss: float, max_steps: int, lr: float, aux_weight: float,
+                 other_width_conditions: Sequence[str] = ("serial", "parallel")):
     """Train every implementation in ``conditions`` (keys of :data:`IMPLEMENTATIONS`) of 8-bit
-    parity at every width, from the same initial weights per seed and width, and put every
-    network that reached the target at exactly ``target_loss`` (:func:`match_loss`).
+    parity at the first width, and those in ``other_width_conditions`` at the other widths (the
+    next size up), from the same initial weights per seed and width, and put every network that
+    reached the target at exactly ``target_loss`` (:func:`match_loss`).
 
     Returns ``(table, nets)``: ``parity_training`` with one row per condition x width x seed
     (``n_params, reached, steps_to_target`` (-1 = never), ``loss_frozen`` (at the freeze),
     ``out_scale`` (the factor of :func:`match_loss`), ``final_loss``, ``param_norm`` and
     ``dist_init`` (Euclidean, all parameters)), and ``{(condition, width): BatchedResMLP}``.
     """
-    bad = [c for c in conditions if c not in IMPLEMENTATIONS]
+    bad = [c for c in [*conditions, *other_width_conditions] if c not in IMPLEMENTATIONS]
     if bad:
         raise ValueError(f"unknown conditions {bad}; valid: {sorted(IMPLEMENTATIONS)}")
     X, y = parity_data()
@@ -533,7 +535,7 @@ def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, b
     for width in widths:
         init_seeds = [seed_int(CHAPTER, "parity-init", width, s) for s in range(seeds)]
         head_seeds = [seed_int(CHAPTER, "parity-heads", width, s) for s in range(seeds)]
-        for cond in conditions:
+        for cond in (conditions if width == widths[0] else other_width_conditions):
             net, ok, steps, p0 = train_implementation(
                 X, y, IMPLEMENTATIONS[cond], width, blocks, init_seeds, head_seeds, target_loss,
                 max_steps, lr, aux_weight, desc=f"{cond} w={width}")
