@@ -649,7 +649,12 @@ def ledger(tables: Tables, params: Mapping) -> Findings:
                    f"hold the two-chain intermediates, {int(free.get('serial', 0))} the chain's and "
                    f"{int(free.get('neither', 0))} neither.", figure="depth-implementations", **common),
     ]
-    return Findings(tables={"ledger": ledger_table(rows)})
+    table = ledger_table(rows)
+    # the book's ledger page reads ``verdict`` and ``verdict_reason`` from every chapter: here a
+    # per-part list (there is no combined label) and the rows' findings
+    summary = "; ".join(f"{r.id.removeprefix('04-')}: {r.verdict}" for r in table.itertuples())
+    reason = " ".join(table.finding)
+    return Findings(glue={"verdict": summary, "verdict_reason": reason}, tables={"ledger": table})
 
 
 def analyse(tables: Tables, params: Mapping) -> Findings:
