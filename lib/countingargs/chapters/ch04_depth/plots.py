@@ -15,7 +15,7 @@ COLORS = {"residual": "C0", "plain": "C1", "parallel": "C0", "serial": "C3"}
 @figure("depth-placements")
 def placements(tables, params):
     p = tables["placements"]
-    fig, ax = plt.subplots(1, 2, figsize=(8.5, 3.2), sharey=True)
+    fig, ax = plt.subplots(1, 2, figsize=(8.5, 3.2), sharey=True, layout="constrained")
     for n in params["count_ns"]:
         s = p[p.n == n]
         ax[0].semilogy(s.L, s.ratio_disjoint, marker=".", label=f"n = {n}")
@@ -35,7 +35,7 @@ def lesions(tables, params):
     single, rand_del, reorder = (tables["veit_single_deletion"], tables["veit_random_deletion"],
                                  tables["veit_reorder"])
     base = single[single.deleted_block == -1].groupby("arch").error.mean()
-    fig, ax = plt.subplots(1, 3, figsize=(11, 3.3))
+    fig, ax = plt.subplots(1, 3, figsize=(11, 3.3), layout="constrained")
     for arch in ["residual", "plain"]:
         c = COLORS[arch]
         g = single[(single.arch == arch) & (single.deleted_block >= 0)].groupby("deleted_block").error
@@ -189,9 +189,10 @@ def placement_spread(tables, params):
     vals, probs = relative_depth_reference(L, ref_m)
     ax[0].plot(vals, probs * ref_m, drawstyle="steps-mid", color="k", lw=1,
                label=f"uniform placement, chains of {ref_m}")  # probability / spacing 1/m = density
-    for cond, y in [("staggered", 0.9), ("parallel", 0.8)]:
+    top = ax[0].get_ylim()[1]
+    for cond, y in [("staggered", 1.15 * top), ("parallel", 1.08 * top)]:   # above the histograms
         r = A.relative_depths(A.control_shares(tables, params, cond))
-        ax[0].scatter(r, np.full(len(r), y) + np.linspace(-0.02, 0.02, len(r)), s=8, color=CCOLORS[cond],
+        ax[0].scatter(r, np.full(len(r), y), s=8, alpha=0.6, color=CCOLORS[cond],
                       label=f"control: {LABELS[cond]}")
     ax[0].set(xlabel="relative depth: bits 1-4 work minus bits 5-8 work (blocks)", ylabel="density",
               title="where the two halves sit")
