@@ -159,6 +159,10 @@ def veit_paths(tables: Tables, params: Mapping) -> Findings:
                        "of the initialisation that training erodes",
         "mixed": "training did not move the gradient-weighted path length by a detectable amount, so the "
                  "short paths are a property of the initialisation"}[v.label]
+    g["path_growth_text"] = {
+        "contradicts": "yet their effective depth grows in training as well (part B)",
+        "supports": "and their effective depth shrinks in training (part B)",
+        "mixed": "and their effective depth does not change detectably in training (part B)"}[v.label]
     return Findings(glue=g)
 
 
@@ -455,6 +459,7 @@ def matching(tables: Tables, params: Mapping) -> Findings:
          "ti_parity": float(ti["parity"]), "ti_old_parallel": float(ti["old parallel (two halves)"]),
          "ti_old_serial": float(ti["old serial"]),
          "w12_old_serial": float(spec.loc[[1, 2], "old serial"].sum()),
+         "w12_old_parallel": float(spec.loc[[1, 2], "old parallel (two halves)"].sum()),
          "w8_parity": float(spec.loc[8, "parity"]),
          "loss_dev_max": float((reached.final_loss - params["bit_target_loss"]).abs().max()),
          "norm_diff": dn, "norm_diff_lo": dn_lo, "norm_diff_hi": dn_hi}
