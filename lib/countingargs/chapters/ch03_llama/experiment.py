@@ -604,3 +604,163 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
     out["llama_rank"] = (score[:, None] > group_scores).float().mean(1).numpy()
     out["specific"] = (score > q).numpy()
     return out
+
+
+# =============================================================================================
+# the notebook's runs: each returns tidy tables
+def run_enumeration(enum_sizes) -> pd.DataFrame:
+    """Exact counts for every ``[n, h]`` in ``enum_sizes``: the rows of :func:`counting_table`
+    for each size, with ``log10_ratio_free`` = log10((unread + cancelled) / straightforward)
+    (nan when the extra volume is 0), plus ``n_params`` and ``n_configs`` of the size."""
+    from ...stats import progress
+
+    if any(len(s) != 2 for s in enum_sizes):
+        raise ValueError("enum_sizes must be a list of [inputs, hidden units] pairs")
+    parts = []
+    for n_in, h in progress(enum_sizes, desc="enumerate"):
+        res = enumerate_threshold_nets(int(n_in), int(h))
+        if res["counted"] != res["n_configs"]:
+            raise RuntimeError(f"enumeration of n={n_in}, H={h} counted {res['counted']} of "
+                               f"{res['n_configs']}")
+        t = counting_table(res)
+        extra = t.v_unread + t.v_cancelled
+        with np.errstate(divide="ignore"):
+            t["log10_ratio_free"] = np.where(extra > 0, np.log10(extra / t.v_straightforward), np.nan)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, sigma_b: float,
+                 max_analysed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Experiment 2 over independent sampling streams ``seeds``: ``(networks, counts)``, the
+    analysed networks of :func:`sample_llamas` for every stream, and per stream ``seed, n_nets,
+    n_constant, n_distinct_functions``."""
+    from ...stats import progress
+
+    parts, counts = [], []
+    for s in progress(seeds, desc="sample"):
+        d = sample_llamas(n_nets, s, family, sigma_w=sigma_w, sigma_b=sigma_b,
+                          max_analysed=max_analysed)
+        parts.append(d)
+        f_counts = d.attrs["f_counts"]
+        n_const = sum(v for k, v in f_counts.items() if k in ("00" * 16, "ff" * 16))
+        counts.append({"seed": s, "n_nets": n_nets, "n_constant": n_const,
+                       "n_distinct_functions": len(f_counts)})
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(counts)
+
+
+def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weight: float,
+                 lr: float, target_loss: float, max_steps: int):
+    """Experiment 3, training: a plain and a llama network per seed on the digits (each seed
+    with its own llama), frozen at ``target_loss``; their encoding of the llama against control
+    features (:func:`encoding_table`), test accuracy and weight norm.
+
+    Returns ``(trained, model, data)``: the table (one row per network, plain first), the
+    :class:`~countingargs.nets.mlp.BatchedMLP` of the ``2 S`` networks and ``data`` (a dict with
+    the training inputs ``x (N, 64)`` and labels ``y (N,)``, for the LLC and volume)."""
+    from ...data.digits import digits_split
+    from ...estimators.llc import mlp_params
+
+    split = digits_split()
+    xtr, ytr, xte = split.x_pool, split.y_pool, split.x_test
+    seeds = [int(s) for s in seeds]
+    zz = [llama_features(xtr, xte, llama_k, seed=10_000 + s) for s in seeds]
+    z_tr, z_te = torch.stack([a for a, _ in zz]), torch.stack([b for _, b in zz])
+    c_tr, c_te = llama_features(xtr, xte, n_controls, seed=2)
+    model, info = train_llama_pairs(xtr, ytr, z_tr, seeds, hidden=(hidden, hidden),
+                                    aux_weight=aux_weight, lr=lr, target_loss=target_loss,
+                                    max_steps=max_steps)
+    enc = encoding_table(model, xtr, xte, z_tr, z_te, c_tr, c_te, info)
+    with torch.no_grad():
+        logits = model(xte)
+    enc["test_acc"] = (logits.argmax(-1) == split.y_test).float().mean(1).numpy()
+    params = mlp_params(model)
+    enc["weight_norm"] = torch.sqrt(sum((v ** 2).flatten(1).sum(1) for v in params.values())).numpy()
+    return enc, model, {"x": xtr, "y": ytr}
+
+
+def _pair_index(trained: pd.DataFrame, n_pairs: int) -> list[int]:
+    """Rows of the first ``n_pairs`` plain networks and their llama partners."""
+    s = len(trained) // 2
+    if n_pairs > s:
+        raise ValueError(f"llc_seeds ({n_pairs}) cannot exceed train_seeds ({s})")
+    return list(range(n_pairs)) + [s + i for i in range(n_pairs)]
+
+
+def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *, n_chains: int,
+            n_draws: int, n_burnin: int) -> pd.DataFrame:
+    """LLC of the task loss for the first ``n_pairs`` pairs under each ``[step, localization]``
+    of ``settings`` (the first is the main one). One row per setting x network: ``setting, main,
+    step_size, localization, seed, condition, reached, llc, llc_chain_std, init_loss, diverged,
+    drift`` (mean sampled loss in the second half of the draws minus the first half)."""
+    from ...estimators import llc
+    from ...stats import progress
+
+    idx = _pair_index(trained, n_pairs)
+    sel = llc.mlp_params(model, idx)
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    rows = []
+    for si, (step, loc) in enumerate(progress(settings, desc="llc")):
+        r = llc.estimate_llc_batch(loss_fn, sel, len(data["y"]), step_size=step,
+                                   localization=loc, n_chains=n_chains, n_draws=n_draws,
+                                   n_burnin=n_burnin, seed=si)
+        half = n_burnin + n_draws // 2
+        for j, net in enumerate(idx):
+            trace = r["loss_trace"][j].mean(0)
+            rows.append({"setting": si, "main": si == 0, "step_size": step, "localization": loc,
+                         "seed": int(trained.seed.iloc[net]),
+                         "condition": trained.condition.iloc[net],
+                         "reached": bool(trained.reached.iloc[net]), "llc": r["llc_mean"][j],
+                         "llc_chain_std": r["llc_std"][j], "init_loss": r["init_loss"][j],
+                         "diverged": bool(r["diverged"][j]),
+                         "drift": float(trace[half:].mean() - trace[n_burnin:half].mean())})
+    return pd.DataFrame(rows)
+
+
+def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii, tol: float,
+               n_samples: int) -> pd.DataFrame:
+    """Local volume of the first ``n_pairs`` pairs: one row per network x radius, ``seed,
+    condition, reached, radius, fraction, mean_increase``."""
+    from ...estimators import llc
+    from ...estimators.volume import local_volume_batch
+
+    idx = _pair_index(trained, n_pairs)
+    vol = local_volume_batch(llc.mlp_loss_fn(data["x"], data["y"]), llc.mlp_params(model, idx),
+                             radii, tol, n_samples=n_samples, seed=0)
+    rows = []
+    for j, net in enumerate(idx):
+        for ri, rad in enumerate(radii):
+            rows.append({"seed": int(trained.seed.iloc[net]),
+                         "condition": trained.condition.iloc[net],
+                         "reached": bool(trained.reached.iloc[net]), "radius": rad,
+                         "fraction": vol["fraction"][j, ri],
+                         "mean_increase": vol["mean_increase"][j, ri]})
+    return pd.DataFrame(rows)
+
+
+def run_toys(*, toy_n: int, toy_chains: int, toy_draws: int, llc_step: float,
+             llc_localization: float) -> pd.DataFrame:
+    """The LLC estimator on toys with known learning coefficients, twice: a reference setting
+    (weak localisation, ``n = toy_n``) and the chapter's settings (``n = 1000``). One row per
+    setting x toy x chain (:func:`countingargs.estimators.llc.validate_on_toys`) with ``setting``."""
+    from ...estimators import llc
+
+    ref = llc.validate_on_toys(toy_n, step_size=1e-4, localization=1.0, n_chains=toy_chains,
+                               n_draws=toy_draws, n_burnin=toy_draws // 4, seed=0)
+    ref["setting"] = "reference (weak localisation)"
+    ch = llc.validate_on_toys(1000, step_size=llc_step, localization=llc_localization,
+                              n_chains=toy_chains, n_draws=toy_draws, n_burnin=toy_draws // 4,
+                              seed=0)
+    ch["setting"] = "chapter settings (n = 1000)"
+    return pd.concat([ref, ch], ignore_index=True)
+
+
+def check_params(params: dict) -> None:
+    """Refuse parameter values the chapter cannot use, naming the parameter."""
+    if params["sample_seeds"] < 2 or params["llc_seeds"] < 2:
+        raise ValueError("sample_seeds and llc_seeds must be at least 2 for intervals over seeds")
+    if params["llc_seeds"] > params["train_seeds"]:
+        raise ValueError(f"llc_seeds ({params['llc_seeds']}) cannot exceed train_seeds "
+                         f"({params['train_seeds']})")
+    if any(len(s) != 2 for s in params["enum_sizes"]):
+        raise ValueError("enum_sizes must be a list of [inputs, hidden units] pairs")

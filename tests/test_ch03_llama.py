@@ -96,14 +96,14 @@ def test_feature_family_is_deduplicated_up_to_complement():
 
 
 def test_llama_units_finds_a_planted_literal():
-    from countingargs.chapters.ch02_volume import experiment as V
+    from countingargs.nets.sampler import draw_params, unpack_params
 
     fam = L.feature_family(7, n_random=8, seed=0)
     words = L._canon_words(torch.as_tensor(np.stack(fam.bits.to_list())))
     bits = torch.as_tensor(np.stack(fam.bits.to_list()))
     g = torch.Generator().manual_seed(0)
-    buf = V.draw_params(2, 7, [40, 40], 1.0, 0.1, g)
-    layers = V.unpack_params(buf, 7, [40, 40])
+    buf = draw_params(2, 7, [40, 40], 1.0, 0.1, g)
+    layers = unpack_params(buf, 7, [40, 40])
     # plant unit 0 of layer 1 of network 0 as [x_3 - 0.5 > 0] = literal x3 (x_1 most significant)
     layers[0][0][0, 0].zero_()
     layers[0][0][0, 0, 2] = 1.0
