@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from countingargs.chapters.ch03_llama import experiment as L
+from countingargs.estimators.probes import ridge_r2_heldout
 
 
 def _net(hidden_w, hidden_b, v, c, n=2):
@@ -35,7 +36,7 @@ def test_hidden_function_multiplicities_sum_to_configurations():
 
 
 def test_hand_built_straightforward_and():
-    # h1 = x1, h2 = x2 (bit k of the input index is column k), out = [h1 + h2 - 1 > 0] = AND
+    # h1 = x1, h2 = x2 (columns of the book's cube, x1 most significant), out = AND
     code, net, status = L.classify(*_net([[1, 0], [0, 1]], [0, 0], [1, 1], -1))
     assert int(code) == 0b1000  # true only on input 3 = (1, 1)
     assert int(net) == L.STRAIGHT
@@ -45,7 +46,7 @@ def test_hand_built_straightforward_and():
 def test_hand_built_unread_unit():
     # h1 = x1 read; h2 = x2 computed but output weight 0
     code, net, status = L.classify(*_net([[1, 0], [0, 1]], [0, 0], [1, 0], 0))
-    assert int(code) == 0b1010 and int(net) == L.UNREAD
+    assert int(code) == 0b1100 and int(net) == L.UNREAD
     assert status.tolist() == [[L.UNIT_USED, L.UNIT_UNREAD]]
 
 
@@ -56,7 +57,7 @@ def test_hand_built_cancelled_pair():
     w = torch.tensor([[1, 0], [0, 1], [0, 1]])
     hidden = ((x @ w.T) > 0).T.to(torch.int64)[None]
     code, net, status = L.classify(hidden, torch.tensor([[1, 1, -1]]), torch.tensor([0]))
-    assert int(code) == 0b1010  # out = x1
+    assert int(code) == 0b1100  # out = x1
     assert int(net) == L.CANCELLED
     assert status.tolist() == [[L.UNIT_USED, L.UNIT_CANCELLED, L.UNIT_CANCELLED]]
 
@@ -73,7 +74,7 @@ def test_hand_built_redundant_unit_is_cancelled_not_straightforward():
 def test_constant_unit_is_not_a_llama():
     code, net, status = L.classify(*_net([[1, 0], [0, 0]], [0, 1], [1, 1], -1))
     assert status.tolist() == [[L.UNIT_USED, L.UNIT_CONST]]
-    assert int(net) == L.STRAIGHT and int(code) == 0b1010
+    assert int(net) == L.STRAIGHT and int(code) == 0b1100
 
 
 def test_counting_table_is_consistent():
@@ -119,8 +120,8 @@ def test_llama_features_are_not_linear_in_the_pixels():
     x = torch.rand(600, 16, generator=g)
     z_tr, z_te = L.llama_features(x[:400], x[400:], 3, seed=1)
     assert z_tr.mean(0).abs().max() < 1e-4 and (z_tr.std(0) - 1).abs().max() < 1e-4
-    r2_lin = L.probe_r2(x[:400], z_tr, x[400:], z_te)
-    r2_sq = L.probe_r2(torch.cat([x[:400], (x[:400, :, None] * x[:400, None]).flatten(1)], 1),
+    r2_lin = ridge_r2_heldout(x[:400], z_tr, x[400:], z_te)
+    r2_sq = ridge_r2_heldout(torch.cat([x[:400], (x[:400, :, None] * x[:400, None]).flatten(1)], 1),
                        z_tr, torch.cat([x[400:], (x[400:, :, None] * x[400:, None]).flatten(1)], 1),
                        z_te)
     assert r2_lin.mean() < 0.2 < 0.9 < r2_sq.mean()
@@ -140,8 +141,17 @@ def test_train_llama_pairs_matches_loss_and_encodes_the_llama():
     assert (info.train_ce <= 0.3).all() and (info.train_ce > 0.2).all()
     tab = L.encoding_table(model, x, d.x_test, z, z_te, c_tr, c_te, info)
     llama, plain = tab[tab.condition == "llama"], tab[tab.condition == "plain"]
-    assert llama.r2_llama.min() > plain.r2_llama.max()
+    # paired: each llama network encodes its llama better than its plain partner (same init)
+    assert (llama.r2_llama.values > plain.r2_llama.values).all()
     assert (llama.llama_rank.values > plain.llama_rank.values).all()
     assert (tab.r2_input_llama < 0.2).all()
     with pytest.raises(ValueError, match="llama targets"):
         L.train_llama_pairs(x, y, z[:1], [0, 1], max_steps=1)
+
+
+def test_support_uses_the_books_bit_order():
+    # x1 is the most significant column: the function x1 (true on rows 2, 3) depends on column 0
+    assert L.support(0b1100, 2) == frozenset({0})
+    assert L.support(0b1010, 2) == frozenset({1})
+    assert L.support(0b0110, 2) == frozenset({0, 1})
+    assert L.support(0b1111, 2) == frozenset()

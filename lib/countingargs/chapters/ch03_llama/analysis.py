@@ -12,7 +12,8 @@ import pandas as pd
 from ...report import Findings
 from ...stats import MIXED, Verdict, bootstrap_ci
 
-NAMED_TARGETS = {0b1000: "AND", 0b1110: "OR", 0b0110: "XOR", 0b1010: "x1"}
+#: two-input targets by code (row ``x`` of :func:`countingargs.data.cube.cube` is bit ``x``)
+NAMED_TARGETS = {0b1000: "AND", 0b1110: "OR", 0b0110: "XOR", 0b1100: "x1"}
 
 
 def _ci(values, params, seed=0):

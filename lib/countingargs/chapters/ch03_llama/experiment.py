@@ -35,6 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...data.cube import cube as _cube
+from ...nets.seeding import generator, rng, seed_int
+
 CLASSES = ("straightforward", "unread", "cancelled")
 STRAIGHT, UNREAD, CANCELLED = 0, 1, 2
 #: per-unit status codes of :func:`classify`
@@ -44,12 +47,13 @@ UNIT_CONST, UNIT_UNREAD, UNIT_USED, UNIT_CANCELLED = 0, 1, 2, 3
 # =============================================================================================
 # 1. exact counting
 def cube(n: int) -> torch.Tensor:
-    """All ``2^n`` points of ``{0,1}^n`` as an int tensor ``(2^n, n)``; row ``i`` is the binary
-    expansion of ``i`` with bit ``k`` (value ``2^k``) in column ``k``."""
+    """All ``2^n`` points of ``{0,1}^n`` as an int tensor ``(2^n, n)`` in the book's bit order
+    (:mod:`countingargs.data.cube`: row ``i`` is the binary expansion of ``i``, ``x_1`` most
+    significant). A truth table ``bits[x]`` is encoded by :func:`func_code` with row ``x`` as
+    bit ``x``, so ``x_1 AND x_2`` is ``0b1000`` and ``x_1`` is ``0b1100``."""
     if not 1 <= n <= 12:
         raise ValueError(f"n must be in 1..12, got {n}")
-    i = torch.arange(2 ** n)
-    return ((i[:, None] >> torch.arange(n)[None, :]) & 1).to(torch.int64)
+    return _cube(n).to(torch.int64)
 
 
 def ternary_grid(d: int) -> torch.Tensor:
@@ -227,14 +231,23 @@ def enumerate_bruteforce(n: int, h: int) -> np.ndarray:
 
 
 def support(code: int, n: int) -> frozenset:
-    """The input variables a Boolean function (given by its code) depends on."""
+    """The input variables (column indices of :func:`cube`) a Boolean function depends on."""
+    x = cube(n)
     bits = (int(code) >> torch.arange(2 ** n)) & 1
     dep = set()
     for k in range(n):
-        flip = torch.arange(2 ** n) ^ (1 << k)
-        if bool((bits != bits[flip]).any()):
+        flipped = x.clone()
+        flipped[:, k] ^= 1
+        partner = func_code_rows(flipped)
+        if bool((bits != bits[partner]).any()):
             dep.add(k)
     return frozenset(dep)
+
+
+def func_code_rows(x: torch.Tensor) -> torch.Tensor:
+    """Row index in :func:`cube` of each point ``x (R, n)`` (0/1 ints)."""
+    n = x.shape[1]
+    return (x.to(torch.int64) << torch.arange(n - 1, -1, -1)).sum(1)
 
 
 def counting_table(res: dict) -> pd.DataFrame:
@@ -271,12 +284,10 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
     """The candidate "llamas": Boolean features of the cube, each kept up to complement.
 
     Literals ``x_k``; conjunctions of two literals; parities of 2 and 3 bits; ``n_random``
-    random balanced functions (seeded). Bit order follows :func:`countingargs.volume.cube`.
+    random balanced functions (seeded). Bit order: :mod:`countingargs.data.cube`.
     Returns a DataFrame ``kind, name, bits`` (``bits``: numpy bool ``(2^n,)``), deduplicated
     up to complement, constants excluded."""
-    from ...nets.sampler import cube as vcube
-
-    x = vcube(n_inputs).numpy().astype(bool)
+    x = _cube(n_inputs).numpy().astype(bool)
     rows = []
     for k in range(n_inputs):
         rows.append(("literal", f"x{k + 1}", x[:, k]))
@@ -288,10 +299,10 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
         for sub in itertools.combinations(range(n_inputs), r):
             rows.append(("parity", "^".join(f"x{k + 1}" for k in sub),
                          np.logical_xor.reduce(x[:, list(sub)], axis=1)))
-    rng = np.random.default_rng(seed)
+    gen = rng("llama-family", seed)
     for i in range(n_random):
         b = np.zeros(2 ** n_inputs, dtype=bool)
-        b[rng.permutation(2 ** n_inputs)[: 2 ** (n_inputs - 1)]] = True
+        b[gen.permutation(2 ** n_inputs)[: 2 ** (n_inputs - 1)]] = True
         rows.append(("random", f"r{i}", b))
     seen, out = set(), []
     for kind, name, b in rows:
@@ -351,9 +362,9 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
     units feeds), ``n_distinct_g`` (family features computed exactly by some unit),
     ``n_decodable`` (family features decodable from either layer), ``n_units_fed``.
     """
-    from ...nets.sampler import cube as vcube, forward_block, unpack_params, pack_bits
+    from ...nets.sampler import forward_block, pack_bits, unpack_params
 
-    x_t = vcube(n_inputs).T.contiguous()
+    x_t = _cube(n_inputs).T.contiguous()
     out, hid = forward_block(params, x_t, n_inputs, list(hidden), "relu", return_hidden=True)
     hid = [h.transpose(1, 2).contiguous() for h in hid]  # (M, L, h)
     layers = unpack_params(params, n_inputs, list(hidden))
@@ -447,7 +458,7 @@ def llama_features(x_train: torch.Tensor, x_other: torch.Tensor, k: int, seed: i
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     mu, sd = x_train.mean(0), x_train.std(0) + 0.1
-    g = torch.Generator().manual_seed(int(seed))
+    g = generator("llama-features", int(seed))
     d = x_train.shape[1]
     p = torch.randn(d, k, generator=g) / math.sqrt(d)
     q = torch.randn(d, k, generator=g) / math.sqrt(d)
@@ -459,30 +470,6 @@ def llama_features(x_train: torch.Tensor, x_other: torch.Tensor, k: int, seed: i
     zt = raw(x_train)
     zm, zs = zt.mean(0), zt.std(0)
     return (zt - zm) / zs, (raw(x_other) - zm) / zs
-
-
-def probe_r2(h_train: torch.Tensor, z_train: torch.Tensor, h_test: torch.Tensor,
-             z_test: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
-    """Held-out R^2 of a ridge linear read-out (with bias) from features ``h`` to targets ``z``.
-
-    ``h_train (M, N, d)`` or ``(N, d)``; ``z_train (N, k)`` shared, or ``(M, N, k)`` one set of
-    targets per network (likewise ``z_test``); returns ``(M, k)`` (or ``(k,)``):
-    ``1 - SSE / SST`` on the test inputs, per target. Features are standardised on the
-    training inputs first; ``ridge`` is relative to the number of training inputs."""
-    single = h_train.dim() == 2
-    if single:
-        h_train, h_test = h_train[None], h_test[None]
-    mu, sd = h_train.mean(1, keepdim=True), h_train.std(1, keepdim=True) + 1e-6
-    a = torch.cat([(h_train - mu) / sd, torch.ones(*h_train.shape[:2], 1)], 2).double()
-    b = torch.cat([(h_test - mu) / sd, torch.ones(*h_test.shape[:2], 1)], 2).double()
-    gram = a.transpose(1, 2) @ a + ridge * a.shape[1] * torch.eye(a.shape[2], dtype=a.dtype)
-    coef = torch.linalg.solve(gram, a.transpose(1, 2) @ z_train.double())
-    pred = b @ coef
-    zt = z_test.double()
-    zc = zt - zt.mean(-2, keepdim=True)
-    r2 = 1 - ((pred - zt) ** 2).sum(-2) / (zc ** 2).sum(-2)
-    r2 = r2.float()
-    return r2[0] if single else r2
 
 
 def _per_network(z: torch.Tensor, s: int) -> torch.Tensor:
@@ -501,64 +488,60 @@ def train_llama_pairs(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, seeds, 
     """Train, as one batch, a *plain* network and a *llama* network for every seed, from the
     same initialisation (network ``i`` and ``i + S`` share seed ``seeds[i]``).
 
-    Both minimise the digit cross-entropy (full batch, Adam); the llama network also minimises
-    ``aux_weight`` x the mean squared error of a linear head from the *last hidden layer* to
-    the llama features ``z`` ("draw the llama"): ``(N, k)`` shared by every seed, or
-    ``(S, N, k)``, seed ``i``'s own llama. Each network is frozen into a snapshot
-    the first step its training cross-entropy is ``<= target_loss`` (matched task loss); the
-    head is then discarded ("delete it").
+    Both minimise the digit cross-entropy (full batch, Adam, :func:`countingargs.nets.train.
+    train_until`); the llama network also minimises ``aux_weight`` x the mean squared error of a
+    linear head from the *last hidden layer* to the llama features ``z`` ("draw the llama"):
+    ``(N, k)`` shared by every seed, or ``(S, N, k)``, seed ``i``'s own llama. Each network is
+    frozen the first step its training cross-entropy is ``<= target_loss`` (matched task loss);
+    the head is then discarded ("delete it").
 
-    Returns ``(model, info)``: a :class:`countingargs.BatchedMLP` of the ``2S`` snapshots (plain
-    first) and a DataFrame ``seed, condition, reached, steps, train_ce, aux_mse``.
+    Returns ``(model, info)``: a :class:`~countingargs.nets.mlp.BatchedMLP` of the ``2S``
+    networks as frozen (plain first) and a DataFrame ``seed, condition, reached, steps,
+    train_ce, aux_mse`` (cross-entropy and head error of the frozen networks).
     """
-    from ...nets.losses import cross_entropy as batched_cross_entropy
-    from ...nets.mlp import BatchedMLP
+    from ...nets.losses import cross_entropy
+    from ...nets.mlp import BatchedMLP, forward
+    from ...nets.train import train_until
 
     seeds = [int(s) for s in seeds]
     s = len(seeds)
     if s < 1:
         raise ValueError("need at least one seed")
     sizes = [x.shape[1], *hidden, int(y.max()) + 1]
-    model = BatchedMLP(2 * s, sizes, seeds=seeds + seeds)
+    init = [seed_int("llama-init", sd) for sd in seeds]
+    model = BatchedMLP(2 * s, sizes, seeds=init + init)
     z = _per_network(z, s)
     k = z.shape[-1]
-    g = torch.Generator().manual_seed(10_007 + seeds[0])
-    head_w = torch.nn.Parameter(torch.randn(2 * s, hidden[-1], k, generator=g) / math.sqrt(hidden[-1]))
-    head_b = torch.nn.Parameter(torch.zeros(2 * s, 1, k))
+    head_w = torch.stack([torch.randn(hidden[-1], k, generator=generator("llama-head", sd))
+                          for sd in seeds + seeds]) / math.sqrt(hidden[-1])
+    head_b = torch.zeros(2 * s, 1, k)
     alpha = torch.cat([torch.zeros(s), torch.full((s,), float(aux_weight))])
-    opt = torch.optim.Adam(list(model.parameters()) + [head_w, head_b], lr=lr)
-    snap_w = [w.detach().clone() for w in model.weights]
-    snap_b = [b.detach().clone() for b in model.biases]
-    reached = torch.zeros(2 * s, dtype=torch.bool)
-    steps = torch.full((2 * s,), -1)
-    ce_at = torch.full((2 * s,), float("nan"))
-    aux_at = torch.full((2 * s,), float("nan"))
-    for t in range(max_steps):
-        logits, hid = model(x, return_hidden=True)
-        ce = batched_cross_entropy(logits, y)
-        aux = ((torch.baddbmm(head_b, hid[-1], head_w) - z) ** 2).mean((1, 2))
-        new = (ce.detach() <= target_loss) & ~reached
-        if new.any():
-            for i, w in enumerate(model.weights):
-                snap_w[i][new] = w.detach()[new]
-            for i, b in enumerate(model.biases):
-                snap_b[i][new] = b.detach()[new]
-            reached |= new
-            steps[new] = t
-            ce_at[new] = ce.detach()[new]
-            aux_at[new] = aux.detach()[new]
-        if bool(reached.all()):
-            break
-        opt.zero_grad()
-        (ce + alpha * aux).sum().backward()
-        opt.step()
+    n_layers = len(model.weights)
+
+    def losses(params, ids):
+        """(task cross-entropy, head error) of networks ``ids``, each ``(len(ids),)``."""
+        layers = [(params[2 * i], params[2 * i + 1]) for i in range(n_layers)]
+        logits, hid = forward(layers, x, return_hidden=True)
+        aux = ((torch.baddbmm(params[-1], hid[-1], params[-2]) - z[ids]) ** 2).mean((1, 2))
+        return cross_entropy(logits, y), aux
+
+    def loss_fn(params, ids, step):
+        ce, aux = losses(params, ids)
+        return ce + alpha[ids] * aux
+
+    start = [t.detach() for w, b in model.layers() for t in (w, b)] + [head_w, head_b]
+    res = train_until(start, loss_fn, lr=lr, max_steps=max_steps, optimizer="adam",
+                      reached=lambda p, ids, step: losses(p, ids)[0] <= target_loss)
     with torch.no_grad():
-        for i in range(len(snap_w)):
-            model.weights[i].copy_(snap_w[i])
-            model.biases[i].copy_(snap_b[i])
+        for i in range(n_layers):
+            model.weights[i].copy_(res.params[2 * i])
+            model.biases[i].copy_(res.params[2 * i + 1])
+        ce, aux = losses(res.params, torch.arange(2 * s))
+    reached = res.reached
     info = pd.DataFrame({"seed": seeds + seeds, "condition": ["plain"] * s + ["llama"] * s,
-                         "reached": reached.numpy(), "steps": steps.numpy(),
-                         "train_ce": ce_at.numpy(), "aux_mse": aux_at.numpy()})
+                         "reached": reached, "steps": np.where(reached, res.steps, -1),
+                         "train_ce": np.where(reached, ce.numpy(), np.nan),
+                         "aux_mse": np.where(reached, aux.numpy(), np.nan)})
     return model, info
 
 
@@ -578,6 +561,8 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
     ``r2_controls_q`` (the ``level`` quantile of the group scores), ``r2_input_llama`` (probe
     from the pixels), ``llama_rank`` (fraction of control groups the llama beats) and
     ``specific``."""
+    from ...estimators.probes import ridge_r2_heldout
+
     k, kc = z_train.shape[-1], c_train.shape[-1]
     if kc < k:
         raise ValueError(f"need at least as many control features ({kc}) as llama features ({k})")
@@ -587,11 +572,13 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
         _, htr = model(x_train, return_hidden=True)
         _, hte = model(x_test, return_hidden=True)
     m = htr[-1].shape[0]
-    r_l = probe_r2(htr[-1], z_train, hte[-1], z_test)  # (M, k)
-    r_c = probe_r2(htr[-1], c_train, hte[-1], c_test)  # (M, kc)
-    r_in = probe_r2(x_train.expand(m, *x_train.shape), z_train, x_test.expand(m, *x_test.shape),
-                    z_test)  # (M, k)
-    g = torch.Generator().manual_seed(int(seed))
+    # held-out probes: the hidden layer (32 units) is fitted on the training digits and scored
+    # on the test digits, so a probe cannot score by memorising
+    r_l = ridge_r2_heldout(htr[-1], z_train, hte[-1], z_test)  # (M, k)
+    r_c = ridge_r2_heldout(htr[-1], c_train, hte[-1], c_test)  # (M, kc)
+    r_in = ridge_r2_heldout(x_train.expand(m, *x_train.shape), z_train,
+                            x_test.expand(m, *x_test.shape), z_test)  # (M, k)
+    g = generator("control-groups", int(seed))
     groups = torch.stack([torch.randperm(kc, generator=g)[:k] for _ in range(n_groups)])  # (G, k)
     group_scores = r_c[:, groups].mean(-1)  # (M, G)
     score = r_l.mean(1)
@@ -632,15 +619,17 @@ def run_enumeration(enum_sizes) -> pd.DataFrame:
 
 def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, sigma_b: float,
                  max_analysed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Experiment 2 over independent sampling streams ``seeds``: ``(networks, counts)``, the
-    analysed networks of :func:`sample_llamas` for every stream, and per stream ``seed, n_nets,
-    n_constant, n_distinct_functions``."""
+    """Experiment 2 over independent sampling streams ``seeds`` (stream ``s`` draws with
+    ``seed_int("llama-sampling", s)``): ``(networks, counts)``, the analysed networks of
+    :func:`sample_llamas` for every stream (column ``seed`` = ``s``), and per stream ``seed,
+    n_nets, n_constant, n_distinct_functions``."""
     from ...stats import progress
 
     parts, counts = [], []
     for s in progress(seeds, desc="sample"):
-        d = sample_llamas(n_nets, s, family, sigma_w=sigma_w, sigma_b=sigma_b,
-                          max_analysed=max_analysed)
+        d = sample_llamas(n_nets, seed_int("llama-sampling", s), family, sigma_w=sigma_w,
+                          sigma_b=sigma_b, max_analysed=max_analysed)
+        d["seed"] = s
         parts.append(d)
         f_counts = d.attrs["f_counts"]
         n_const = sum(v for k, v in f_counts.items() if k in ("00" * 16, "ff" * 16))
@@ -664,9 +653,9 @@ def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weigh
     split = digits_split()
     xtr, ytr, xte = split.x_pool, split.y_pool, split.x_test
     seeds = [int(s) for s in seeds]
-    zz = [llama_features(xtr, xte, llama_k, seed=10_000 + s) for s in seeds]
+    zz = [llama_features(xtr, xte, llama_k, seed=seed_int("llama", s)) for s in seeds]
     z_tr, z_te = torch.stack([a for a, _ in zz]), torch.stack([b for _, b in zz])
-    c_tr, c_te = llama_features(xtr, xte, n_controls, seed=2)
+    c_tr, c_te = llama_features(xtr, xte, n_controls, seed=seed_int("controls"))
     model, info = train_llama_pairs(xtr, ytr, z_tr, seeds, hidden=(hidden, hidden),
                                     aux_weight=aux_weight, lr=lr, target_loss=target_loss,
                                     max_steps=max_steps)
@@ -703,7 +692,7 @@ def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *,
     for si, (step, loc) in enumerate(progress(settings, desc="llc")):
         r = llc.estimate_llc_batch(loss_fn, sel, len(data["y"]), step_size=step,
                                    localization=loc, n_chains=n_chains, n_draws=n_draws,
-                                   n_burnin=n_burnin, seed=si)
+                                   n_burnin=n_burnin, seed=seed_int("llc", si))
         half = n_burnin + n_draws // 2
         for j, net in enumerate(idx):
             trace = r["loss_trace"][j].mean(0)
@@ -726,7 +715,8 @@ def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii, to
 
     idx = _pair_index(trained, n_pairs)
     vol = local_volume_batch(llc.mlp_loss_fn(data["x"], data["y"]), llc.mlp_params(model, idx),
-                             radii, tol, n_samples=n_samples, seed=0)
+                             radii, tol, n_samples=n_samples,
+                             seed=seed_int("volume"))
     rows = []
     for j, net in enumerate(idx):
         for ri, rad in enumerate(radii):
@@ -746,11 +736,11 @@ def run_toys(*, toy_n: int, toy_chains: int, toy_draws: int, llc_step: float,
     from ...estimators import llc
 
     ref = llc.validate_on_toys(toy_n, step_size=1e-4, localization=1.0, n_chains=toy_chains,
-                               n_draws=toy_draws, n_burnin=toy_draws // 4, seed=0)
+                               n_draws=toy_draws, n_burnin=toy_draws // 4, seed=seed_int("toys"))
     ref["setting"] = "reference (weak localisation)"
     ch = llc.validate_on_toys(1000, step_size=llc_step, localization=llc_localization,
                               n_chains=toy_chains, n_draws=toy_draws, n_burnin=toy_draws // 4,
-                              seed=0)
+                              seed=seed_int("toys"))
     ch["setting"] = "chapter settings (n = 1000)"
     return pd.concat([ref, ch], ignore_index=True)
 
