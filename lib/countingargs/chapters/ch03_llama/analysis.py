@@ -10,14 +10,10 @@ import numpy as np
 import pandas as pd
 
 from ...report import Findings
-from ...stats import MIXED, Verdict, bootstrap_ci
+from ...stats import MIXED, Verdict, paired_t_interval, t_interval
 
 #: two-input targets by code (row ``x`` of :func:`countingargs.data.cube.cube` is bit ``x``)
 NAMED_TARGETS = {0b1000: "AND", 0b1110: "OR", 0b0110: "XOR", 0b1100: "x1"}
-
-
-def _ci(values, params, seed=0):
-    return bootstrap_ci(np.asarray(values, dtype=float), n_boot=int(params["n_boot"]), seed=seed)
 
 
 def _need(tables, *names):
@@ -72,8 +68,8 @@ def exact(tables, params) -> Findings:
     tb = counting[(counting.n == nb) & (counting.h == hb)]
     rc = tb.log10_ratio_cancelled.dropna()
     rf = tb.log10_ratio_free.dropna()
-    est_c, lo_c, hi_c = _ci(rc, params)
-    est_f, lo_f, hi_f = _ci(rf, params)
+    est_c, lo_c, hi_c = t_interval(rc)
+    est_f, lo_f, hi_f = t_interval(rf)
     v_c = Verdict.from_interval(lo_c, hi_c, favour="negative",
                                 what=f"mean log10 ratio cancelled / not cancelled (n={nb}, H={hb})")
     v_f = Verdict.from_interval(lo_f, hi_f, favour="negative",
@@ -140,12 +136,12 @@ def sampling(tables, params) -> Findings:
     per_seed = seed_table(sampled)
     const = per_seed[per_seed.group == "constant"]
     nonc = per_seed[per_seed.group == "nonconstant"]
-    e2, lo2, hi2 = _ci(const.any_llama, params)
+    e2, lo2, hi2 = t_interval(const.any_llama)
     v_s = Verdict.from_interval(lo2 - 0.5, hi2 - 0.5, favour="negative",
                                 what="share of constant-output networks with an exact llama "
                                      "unit, minus 1/2")
-    e_f, lo_f, hi_f = _ci(const.any_fed_llama, params)
-    e_u, lo_u, hi_u = _ci(const.any_unfed_llama, params)
+    e_f, lo_f, hi_f = t_interval(const.any_fed_llama)
+    e_u, lo_u, hi_u = t_interval(const.any_unfed_llama)
     g = {"samp_nets_total": int(params["sample_nets"] * params["sample_seeds"]),
          "samp_seeds": int(params["sample_seeds"]), "samp_family": _family_size(params),
          "samp_p_const": fcounts.n_constant.sum() / fcounts.n_nets.sum(),
@@ -231,7 +227,7 @@ def trained(tables, params) -> Findings:
     good = llcs[llcs.reached & ~llcs.diverged]
     wide = good.pivot_table(index=["setting", "seed"], columns="condition", values="llc").dropna()
     diff_main = (wide.loc[0].llama - wide.loc[0].plain).values
-    e_l, lo_l, hi_l = _ci(diff_main, params)
+    e_l, lo_l, hi_l = paired_t_interval(wide.loc[0].llama, wide.loc[0].plain)
     cond_means = good.groupby(["setting", "condition"]).llc.mean().unstack()
     setting_range = float((cond_means.max() - cond_means.min()).max())
     diff_by_setting = (wide.llama - wide.plain).groupby(level=0).mean()
@@ -243,7 +239,7 @@ def trained(tables, params) -> Findings:
                         f"{setting_range:.3g} across estimator settings, more than the mean "
                         f"difference {e_l:.3g} between conditions ({v_llc.reason})")
     vw = vols[vols.reached].groupby(["seed", "condition"]).fraction.mean().unstack().dropna()
-    e_v, lo_v, hi_v = _ci((vw.plain - vw.llama).values, params)
+    e_v, lo_v, hi_v = paired_t_interval(vw.plain, vw.llama)
     v_vol = Verdict.from_interval(lo_v, hi_v, favour="positive",
                                   what="paired difference plain - llama of the surviving fraction")
     enc = encoding(tables, params).glue
