@@ -1,5 +1,6 @@
 """Tests of the llama chapter's library: exact enumeration, classification, sampling, training."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -155,3 +156,232 @@ def test_support_uses_the_books_bit_order():
     assert L.support(0b1010, 2) == frozenset({1})
     assert L.support(0b0110, 2) == frozenset({0, 1})
     assert L.support(0b1111, 2) == frozenset()
+
+
+def _classify_by_variants(hidden, v, c):
+    """The search over every (set of units, constants) pair, written out directly: the oracle
+    for :func:`classify`'s search over sets only."""
+    import itertools
+
+    hidden, v, c = hidden.long(), v.long(), c.long()
+    r, h, _ = hidden.shape
+    pre = (v[:, :, None] * hidden).sum(1) + c[:, None]
+    out = pre > 0
+    nonconst = hidden.amax(-1) != hidden.amin(-1)
+    removable = torch.zeros(r, h, dtype=torch.bool)
+    for size in range(1, h + 1):
+        for sub in itertools.combinations(range(h), size):
+            sub = list(sub)
+            for consts in itertools.product((0, 1), repeat=size):
+                k = torch.tensor(consts)
+                new = pre - (v[:, sub, None] * hidden[:, sub]).sum(1) + (v[:, sub] * k).sum(1)[:, None]
+                same = ((new > 0) == out).all(1)
+                removable[:, sub] |= same[:, None]
+    status = torch.full_like(v, L.UNIT_CONST)
+    read = v != 0
+    status[nonconst & ~read] = L.UNIT_UNREAD
+    status[nonconst & read] = L.UNIT_USED
+    status[nonconst & read & removable] = L.UNIT_CANCELLED
+    return status
+
+
+def test_classify_equals_the_search_over_every_set_and_constant():
+    g = torch.Generator().manual_seed(3)
+    for n, h in [(2, 2), (2, 4), (3, 3), (2, 5)]:
+        x = L.cube(n)
+        cfg = torch.randint(-1, 2, (3000, h * (n + 1) + h + 1), generator=g)
+        hw = cfg[:, : h * (n + 1)].reshape(-1, h, n + 1)
+        hidden = ((torch.einsum("xi,rhi->rhx", x, hw[:, :, :n]) + hw[:, :, n:]) > 0).long()
+        v, c = cfg[:, h * (n + 1): h * (n + 1) + h], cfg[:, -1]
+        _, net, status = L.classify(hidden, v, c)
+        assert torch.equal(status, _classify_by_variants(hidden, v, c)), (n, h)
+        assert (net == L.CANCELLED).any() and (net == L.UNREAD).any()
+
+
+def test_sampled_counts_are_multinomial_draws_of_the_exact_volumes():
+    # n = 2, H = 2: the exact class shares, and the sampled counts within 5 standard errors
+    exact = L.enumerate_threshold_nets(2, 2)["volume"] / 3 ** 9
+    d = L.sample_threshold_nets(2, 2, 200_000, seed=7, chunk=50_000)
+    assert d.n_samples.iloc[0] == 200_000
+    k = np.zeros_like(exact)
+    k[d.f_code.values] = d[["k_straightforward", "k_unread", "k_cancelled"]].values
+    assert k.sum() == 200_000
+    se = np.sqrt(exact * (1 - exact) / 200_000) + 1e-12
+    assert (np.abs(k / 200_000 - exact) <= 5 * se + 1e-9).all()
+    again = L.sample_threshold_nets(2, 2, 200_000, seed=7, chunk=50_000)
+    pd.testing.assert_frame_equal(d, again)
+
+
+# =============================================================================================
+# analysis: every rule yields each outcome on small synthetic tables
+from countingargs.chapters.ch03_llama import analysis as A  # noqa: E402
+from countingargs.stats import CONTRADICTS, MIXED, SUPPORTS  # noqa: E402
+
+
+def test_ratio_stats_on_hand_made_volumes():
+    k = np.array([[10.0, 0.0, 1.0],    # R_C = -1, R_F = log10(1/10)
+                  [1.0, 1.0, 20.0]])   # R_C = 1,  R_F = log10(21)
+    st = A.ratio_stats(k)
+    assert st["mean_rc"] == pytest.approx(0.0)
+    assert st["pooled_rc"] == pytest.approx(np.log10(21 / 12))
+    assert st["mean_rf"] == pytest.approx((np.log10(0.1) + np.log10(21)) / 2)
+    assert st["n_below"] == 1 and st["n_above"] == 1
+    # an empty class makes the mean over targets undefined, not the pooled ratio
+    st = A.ratio_stats(np.array([[5.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    assert np.isnan(st["mean_rc"]) and np.isfinite(st["pooled_rc"])
+
+
+def _width(rows):
+    """A width table from (n, h, source, value, lo, hi) rows for every statistic."""
+    out = []
+    for n, h, src, v, lo, hi in rows:
+        r = {"n": n, "h": h, "source": src}
+        for key in A.STATS:
+            r[key], r[key + "_lo"], r[key + "_hi"] = v, lo, hi
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("last, label", [((-0.3, -0.4, -0.2), SUPPORTS),
+                                         ((0.3, 0.2, 0.4), CONTRADICTS),
+                                         ((0.05, -0.05, 0.15), MIXED),
+                                         ((-0.1, -0.2, 0.0), MIXED)])  # touching 0
+def test_width_verdict_outcomes(last, label):
+    wt = _width([(2, 3, "exact", -0.6, -0.6, -0.6), (2, 5, "exact", -0.2, -0.2, -0.2),
+                 (2, 5, "sampled", -0.21, -0.25, -0.17), (2, 8, "sampled", *last)])
+    v, d = A.width_verdict(wt, 2, "C")
+    assert v.label == label
+    assert d["h"] == 8 and d["source"] == "sampled"
+    # the exact value is used where both exist
+    assert list(A._series(wt, 2, "mean_rc").source) == ["exact", "exact", "sampled"]
+
+
+def test_width_verdict_describes_the_sign_change_and_refuses_bad_input():
+    wt = _width([(2, 3, "exact", -0.6, -0.6, -0.6), (2, 6, "sampled", -0.1, -0.2, 0.0),
+                 (2, 7, "sampled", 0.1, 0.05, 0.15)])
+    v, d = A.width_verdict(wt, 2, "C")
+    assert v.label == CONTRADICTS and d["change"] == "changes sign between H = 6 and H = 7"
+    assert d["slope"] > 0
+    wt2 = _width([(3, 2, "exact", -0.8, -0.8, -0.8), (3, 4, "sampled", -0.5, -0.6, -0.4)])
+    assert A.width_verdict(wt2, 3, "F")[1]["change"] == "stays below zero up to H = 4"
+    nan = _width([(2, 3, "sampled", np.nan, np.nan, np.nan)])
+    assert A.width_verdict(nan, 2, "C")[0].label == MIXED
+    with pytest.raises(ValueError, match="no sizes"):
+        A.width_verdict(wt, 3, "C")
+    with pytest.raises(ValueError, match="version"):
+        A.width_verdict(wt, 2, "X")
+
+
+def test_width_table_and_sampler_check_on_a_real_enumeration():
+    res = L.enumerate_threshold_nets(2, 2)
+    cnt = L.counting_table(res)
+    extra = cnt.v_unread + cnt.v_cancelled
+    cnt["log10_ratio_free"] = np.where(extra > 0, np.log10(extra / cnt.v_straightforward), np.nan)
+    # "sampling" the exact volumes themselves: the interval must cover the exact value
+    vol = res["volume"].astype(np.int64)
+    seen = np.nonzero(vol.sum(1))[0]
+    samp = pd.DataFrame({"n": 2, "h": 2, "f_code": seen, "k_straightforward": vol[seen, 0],
+                         "k_unread": vol[seen, 1], "k_cancelled": vol[seen, 2],
+                         "n_samples": int(vol.sum())})
+    wt = A.width_table(cnt, samp, 200)
+    chk = A.sampler_check(wt)
+    assert len(chk) and chk.covered.all()
+    np.testing.assert_allclose(chk.estimate, chk.exact)
+    bad = samp.assign(n_samples=samp.n_samples + 1)
+    with pytest.raises(ValueError, match="add up"):
+        A.width_table(cnt, bad, 200)
+    with pytest.raises(ValueError, match="at least 100"):
+        A.width_table(cnt, samp, 10)
+
+
+@pytest.mark.parametrize("k, label", [(100, SUPPORTS), (900, CONTRADICTS), (500, MIXED),
+                                      (470, MIXED)])
+def test_share_verdict_outcomes(k, label):
+    v, (e, lo, hi) = A.share_verdict(k, 1000, "share")
+    assert v.label == label and lo <= e <= hi
+
+
+def _settings(diffs, los, his, stationary=True, toys=True):
+    return pd.DataFrame({"setting": range(len(diffs)), "diff": diffs, "diff_lo": los,
+                         "diff_hi": his, "stationary": stationary, "toys_pass": toys})
+
+
+def test_llc_rule_outcomes():
+    assert A.llc_rule(_settings([1.0, 1.5, 1.2], [0.5, 0.8, 0.4], [1.5, 2.2, 2.0])).label == SUPPORTS
+    assert A.llc_rule(_settings([-1.0, -1.5], [-1.6, -2.0], [-0.4, -1.0])).label == CONTRADICTS
+    # the sign is not kept: one interval includes 0 (an interval touching 0 counts as including it)
+    v = A.llc_rule(_settings([1.0, 0.5], [0.5, 0.0], [1.5, 1.0]))
+    assert v.label == MIXED and "includes 0 at setting(s) 1" in v.reason
+    # opposite sides
+    v = A.llc_rule(_settings([1.0, -1.0], [0.5, -1.5], [1.5, -0.5]))
+    assert v.label == MIXED and "sign changes" in v.reason
+    # the size is not kept
+    v = A.llc_rule(_settings([1.0, 3.0], [0.5, 2.0], [1.5, 4.0]))
+    assert v.label == MIXED and "size is not kept" in v.reason
+    # drifting chains, failed toys
+    v = A.llc_rule(_settings([1.0, 1.2], [0.5, 0.6], [1.5, 1.8], stationary=[True, False]))
+    assert v.label == MIXED and "drift" in v.reason
+    v = A.llc_rule(_settings([1.0, 1.2], [0.5, 0.6], [1.5, 1.8], toys=[False, True]))
+    assert v.label == MIXED and "toys" in v.reason
+    with pytest.raises(ValueError, match="missing"):
+        A.llc_rule(_settings([1.0, np.nan], [0.5, 0.6], [1.5, 1.8]))
+    with pytest.raises(ValueError, match="no estimator setting"):
+        A.llc_rule(_settings([], [], []))
+
+
+def _llc_rows(diffs_by_setting, drift=0.0):
+    rows = []
+    for si, diffs in enumerate(diffs_by_setting):
+        for seed, d in enumerate(diffs):
+            for cond, val in (("plain", 10.0), ("llama", 10.0 + d)):
+                rows.append({"setting": si, "step_size": 3e-4, "localization": 3.0 + si,
+                             "n_burnin": 100, "seed": seed, "condition": cond, "reached": True,
+                             "diverged": False, "llc": val, "drift": drift})
+    return pd.DataFrame(rows)
+
+
+def test_llc_setting_table_counts_pairs_and_checks_stationarity():
+    st = A.llc_setting_table(_llc_rows([[1.0, 2.0, 1.5, -0.5]], drift=0.2),
+                             toys_pass=pd.Series({0: True}))
+    r = st.iloc[0]
+    assert r.n_pairs == 4 and r.k_llama_higher == 3 and r["diff"] == pytest.approx(1.0)
+    assert bool(r.stationary) and bool(r.toys_pass)
+    st = A.llc_setting_table(_llc_rows([[1.0, 2.0, 1.5]], drift=0.8))
+    assert not bool(st.iloc[0].stationary)
+    with pytest.raises(ValueError, match="fewer than two"):
+        A.llc_setting_table(_llc_rows([[1.0]]))
+
+
+def _vol_rows(plain, llama, kind="relative"):
+    rows = []
+    for seed, (p, q) in enumerate(zip(plain, llama)):
+        for cond, f in (("plain", p), ("llama", q)):
+            rows.append({"kind": kind, "seed": seed, "condition": cond, "reached": True,
+                         "fraction": f, "weight_norm": 10.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("plain, llama, label", [([0.6, 0.66, 0.69], [0.5, 0.55, 0.6], SUPPORTS),
+                                                 ([0.4, 0.44, 0.51], [0.5, 0.55, 0.6], CONTRADICTS),
+                                                 ([0.6, 0.5, 0.55], [0.5, 0.55, 0.6], MIXED)])
+def test_volume_rule_outcomes(plain, llama, label):
+    v, d = A.volume_rule(_vol_rows(plain, llama))
+    assert v.label == label and d["n_pairs"] == 3
+
+
+def test_volume_rule_refuses_a_missing_kind():
+    with pytest.raises(ValueError, match="no local-volume rows"):
+        A.volume_rule(_vol_rows([0.5, 0.6], [0.4, 0.5], kind="absolute"), "relative")
+
+
+def test_toy_summary_applies_the_tolerances():
+    rows = []
+    for toy, lam, m, exp, est in (("quartic", 0.25, 1, 0.23, 0.22), ("regular_d2", 1.0, 1, 0.99, 0.8),
+                                  ("normal_crossing", 0.5, 2, 0.31, 0.30)):
+        for c, noise in enumerate((-0.01, 0.01)):
+            rows.append({"setting": 0, "step_size": 3e-4, "localization": 3.0, "n_burnin": 10,
+                         "toy": toy, "true_lambda": lam, "multiplicity": m, "expected": exp,
+                         "chain": c, "llc": est + noise, "drift": 0.0})
+    s = A.toy_summary(pd.DataFrame(rows)).set_index("toy")
+    assert s.loc["quartic", "passes"] and s.loc["normal_crossing", "passes"]
+    assert not s.loc["regular_d2", "passes"]  # 20% below lambda

@@ -87,56 +87,62 @@ def hidden_functions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return bits[first], counts
 
 
-def _variants(h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (non-empty subset S of units, constant assignment on S): masks and constants
-    ``(V, H)``."""
-    masks, consts = [], []
-    for r in range(1, h + 1):
-        for sub in itertools.combinations(range(h), r):
-            for vals in itertools.product((0, 1), repeat=r):
-                m, k = [0] * h, [0] * h
-                for j, val in zip(sub, vals):
-                    m[j], k[j] = 1, val
-                masks.append(m)
-                consts.append(k)
-    return torch.tensor(masks), torch.tensor(consts)
+def _subsets(h: int) -> torch.Tensor:
+    """Every non-empty subset of ``h`` units as a 0/1 mask: ``(2^h - 1, h)`` int64."""
+    i = torch.arange(1, 2 ** h)
+    return (i[:, None] >> torch.arange(h)) & 1
 
 
 def classify(hidden: torch.Tensor, v: torch.Tensor, c: torch.Tensor):
     """Classify threshold networks given their hidden truth tables and output layer.
 
     ``hidden``: ``(R, H, X)`` 0/1 (unit ``j``'s value on each input), ``v``: ``(R, H)`` output
-    weights, ``c``: ``(R,)`` output bias. The output is ``[v.h + c > 0]``.
+    weights in ``{-1, 0, 1}``, ``c``: ``(R,)`` integer output bias. The output is
+    ``[v.h + c > 0]``.
 
     Returns ``(out_code (R,), net_class (R,), unit_status (R, H))``: the output function's
     code (:func:`func_code`), the class (``STRAIGHT``/``UNREAD``/``CANCELLED``) and per-unit
     status (``UNIT_CONST``/``UNIT_UNREAD``/``UNIT_USED``/``UNIT_CANCELLED``). A read,
-    non-constant unit is *cancelled* when some set of units containing it can be replaced by
-    constants (each 0 or 1) without changing the output on any input.
+    non-constant unit is *cancelled* when some set ``S`` of units containing it can be replaced
+    by constants (each 0 or 1) without changing the output on any input.
+
+    The search runs over the ``2^H - 1`` sets ``S``, not over (set, constants) pairs: replacing
+    ``S`` by constants shifts the output's pre-activation by ``s = sum_{j in S} v_j c_j``, and as
+    ``v_j`` is in ``{-1, 0, 1}`` the reachable shifts are exactly the integers from ``-#{v_j = -1}``
+    to ``#{v_j = +1}``. ``S`` works iff some reachable integer ``s`` keeps every input on its side:
+    ``s >= 1 - p(x)`` where the output is 1 and ``s <= -p(x)`` where it is 0 (``p`` the
+    pre-activation without ``S``). Equal to the search over every (set, constants) pair (a test
+    checks it against that search).
     """
     if hidden.dim() != 3 or v.shape != hidden.shape[:2] or c.shape != hidden.shape[:1]:
         raise ValueError(f"shapes: hidden (R, H, X), v (R, H), c (R,); got {tuple(hidden.shape)}, "
                          f"{tuple(v.shape)}, {tuple(c.shape)}")
+    if v.numel() and int(v.abs().max()) > 1:
+        raise ValueError("output weights v must lie in {-1, 0, 1}")
     hidden, v, c = hidden.to(torch.int64), v.to(torch.int64), c.to(torch.int64)
     h = hidden.shape[1]
-    vh = (v[:, :, None] * hidden).to(torch.float32)  # (R, H, X): unit j's contribution
-    pre = vh.sum(1) + c[:, None].to(torch.float32)  # (R, X)
+    vh = v[:, :, None] * hidden  # (R, H, X): unit j's contribution
+    pre = vh.sum(1) + c[:, None]  # (R, X)
     out = pre > 0
-    nonconst = (hidden.amax(-1) != hidden.amin(-1))  # (R, H)
+    nonconst = hidden.amax(-1) != hidden.amin(-1)  # (R, H)
     read = v != 0
-    masks, consts = _variants(h)  # (V, H)
     # A constant output survives replacing every unit by its value at any one input, so there
     # every read non-constant unit is removable; only the other rows need the search below.
     const_out = out.all(-1) | ~out.any(-1)
     removable = (nonconst & read) & const_out[:, None]
     todo = torch.nonzero(~const_out & (nonconst & read).any(1)).squeeze(1)
     if len(todo):
-        vt, pt, ot = vh[todo], pre[todo], out[todo]
-        # pre' = pre - sum_{j in S} v_j h_j(x) + sum_{j in S} v_j const_j  (small integers: exact)
-        removed = torch.einsum("vh,rhx->vrx", masks.to(torch.float32), vt)  # (V, R', X)
-        added = (masks * consts).to(torch.float32) @ v[todo].T.to(torch.float32)  # (V, R')
-        same = (((pt[None] - removed + added[:, :, None]) > 0) == ot[None]).all(-1)  # (V, R')
-        removable[todo] = (same.to(torch.float32).T @ masks.to(torch.float32)) > 0
+        m = _subsets(h).to(torch.float32)  # (S, H); small integers: float32 is exact
+        p_rest = pre[todo].to(torch.float32)[None] - torch.einsum("sh,rhx->srx", m,
+                                                                   vh[todo].to(torch.float32))
+        vt = v[todo].to(torch.float32)
+        lo = -(m @ (vt < 0).to(torch.float32).T)  # (S, R'): most negative shift
+        hi = m @ (vt > 0).to(torch.float32).T
+        o = out[todo][None]  # (1, R', X)
+        big = torch.tensor(float(2 * (h + int(c.abs().max()) + 2)))  # beyond any |1 - p|
+        lo = torch.maximum(lo, torch.where(o, 1 - p_rest, -big).amax(-1))
+        hi = torch.minimum(hi, torch.where(o, big, -p_rest).amin(-1))
+        removable[todo] = ((lo <= hi).to(torch.float32).T @ m) > 0
     status = torch.full_like(v, UNIT_CONST)
     status[nonconst & ~read] = UNIT_UNREAD
     status[nonconst & read] = UNIT_USED
@@ -211,6 +217,40 @@ def enumerate_threshold_nets(n: int, h: int, chunk: int = 65536) -> dict:
             "g_volume": g_volume.reshape(n_codes, g_count).numpy(),
             "g_unread": g_unread.reshape(n_codes, g_count).numpy(),
             "hidden_bits": bits.numpy(), "hidden_mult": mult.numpy()}
+
+
+def sample_threshold_nets(n: int, h: int, n_samples: int, seed: int,
+                          chunk: int = 16384) -> pd.DataFrame:
+    """Class counts per target function from ``n_samples`` configurations drawn uniformly from
+    ``{-1, 0, 1}^P`` (every weight and bias independent and uniform), classified by
+    :func:`classify`: the sampled counterpart of :func:`enumerate_threshold_nets` for sizes
+    beyond exhaustive enumeration.
+
+    Chunk ``i`` (of ``chunk`` configurations) uses the generator
+    :func:`countingargs.nets.seeding.generator` of ``(seed, i)``: the counts depend only on
+    ``(seed, n_samples, chunk)``. Returns one row per function code
+    that was drawn at least once: ``n, h, f_code, k_straightforward, k_unread, k_cancelled,
+    n_samples`` (the configurations are i.i.d., so the counts are multinomial)."""
+    if n < 1 or h < 1 or n > 4:
+        raise ValueError(f"need 1 <= n <= 4 and h >= 1, got n={n}, h={h}")
+    if n_samples < 1 or chunk < 1:
+        raise ValueError(f"need n_samples >= 1 and chunk >= 1, got {n_samples}, {chunk}")
+    x = cube(n)
+    p = h * (n + 1) + h + 1
+    n_codes = 2 ** (2 ** n)
+    counts = torch.zeros(n_codes * 3, dtype=torch.int64)
+    for i, lo in enumerate(range(0, n_samples, chunk)):
+        r = min(chunk, n_samples - lo)
+        cfg = torch.randint(-1, 2, (r, p), generator=generator(seed, i))
+        hw = cfg[:, : h * (n + 1)].reshape(r, h, n + 1)
+        hidden = ((torch.einsum("xi,rhi->rhx", x, hw[:, :, :n]) + hw[:, :, n:]) > 0).to(torch.int64)
+        code, net, _ = classify(hidden, cfg[:, h * (n + 1): h * (n + 1) + h], cfg[:, -1])
+        counts += torch.bincount(code * 3 + net, minlength=n_codes * 3)
+    counts = counts.reshape(n_codes, 3).numpy()
+    seen = np.nonzero(counts.sum(1))[0]
+    return pd.DataFrame({"n": n, "h": h, "f_code": seen, "k_straightforward": counts[seen, 0],
+                         "k_unread": counts[seen, 1], "k_cancelled": counts[seen, 2],
+                         "n_samples": n_samples})
 
 
 def enumerate_bruteforce(n: int, h: int) -> np.ndarray:
@@ -357,10 +397,15 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
     ridge 1e-6)
     of that layer's activations gets its sign right on all inputs.
 
+    Every ``g`` (not only the family's): a unit computes *some* non-constant ``g`` when its
+    activation takes more than one value over the inputs (range above 1e-6).
+
     Returns per network ``(M,)`` tensors: ``out_words (M, W)``, ``n_llama_units``,
     ``any_llama``, ``any_fed_llama``, ``any_unfed_llama`` (some llama unit, none of the llama
     units feeds), ``n_distinct_g`` (family features computed exactly by some unit),
-    ``n_decodable`` (family features decodable from either layer), ``n_units_fed``.
+    ``n_decodable`` (family features decodable from either layer), ``n_units_fed``,
+    ``n_units_nonconst`` (units computing some non-constant ``g``), ``any_nonconst`` and
+    ``any_fed`` (some unit feeds the output; a unit that feeds is non-constant).
     """
     from ...nets.sampler import forward_block, pack_bits, unpack_params
 
@@ -390,11 +435,13 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
         pred = (a @ coef).float()  # (M, L, F)
         dec |= ((pred > 0) == (t > 0)).all(1)
     dec &= ~is_f
+    nonconst = (units.amax(1) - units.amin(1)) > 1e-6  # (M, U)
     return {"out_words": pack_bits(out > 0), "n_llama_units": llama_unit.sum(1),
             "any_llama": llama_unit.any(1), "any_fed_llama": (llama_unit & fed).any(1),
             "any_unfed_llama": llama_unit.any(1) & ~(llama_unit & fed).any(1),
             "n_distinct_g": eq.any(1).sum(1), "n_decodable": dec.sum(1),
-            "n_units_fed": fed.sum(1)}
+            "n_units_fed": fed.sum(1), "n_units_nonconst": nonconst.sum(1),
+            "any_nonconst": nonconst.any(1), "any_fed": (fed & nonconst).any(1)}
 
 
 def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float = 1.0,
@@ -617,6 +664,18 @@ def run_enumeration(enum_sizes) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def run_sampled_counts(sizes, n_samples: int) -> pd.DataFrame:
+    """:func:`sample_threshold_nets` at every ``[n, h]`` of ``sizes`` (stream
+    ``seed_int("threshold-sampling", n, h)``), ``n_samples`` configurations each."""
+    from ...stats import progress
+
+    if any(len(s) != 2 for s in sizes):
+        raise ValueError("sampled sizes must be a list of [inputs, hidden units] pairs")
+    return pd.concat([sample_threshold_nets(int(n), int(h), int(n_samples),
+                                            seed_int("threshold-sampling", int(n), int(h)))
+                      for n, h in progress(sizes, desc="sample sizes")], ignore_index=True)
+
+
 def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, sigma_b: float,
                  max_analysed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Experiment 2 over independent sampling streams ``seeds`` (stream ``s`` draws with
@@ -634,7 +693,7 @@ def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, si
         f_counts = d.attrs["f_counts"]
         n_const = sum(v for k, v in f_counts.items() if k in ("00" * 16, "ff" * 16))
         counts.append({"seed": s, "n_nets": n_nets, "n_constant": n_const,
-                       "n_distinct_functions": len(f_counts)})
+                       "n_distinct_functions": len(f_counts), "family_size": len(family)})
     return pd.concat(parts, ignore_index=True), pd.DataFrame(counts)
 
 
@@ -649,6 +708,7 @@ def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weigh
     the training inputs ``x (N, 64)`` and labels ``y (N,)``, for the LLC and volume)."""
     from ...data.digits import digits_split
     from ...estimators.llc import mlp_params
+    from ...estimators.volume import balance_relu_mlp, params_norm
 
     split = digits_split()
     xtr, ytr, xte = split.x_pool, split.y_pool, split.x_test
@@ -664,7 +724,8 @@ def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weigh
         logits = model(xte)
     enc["test_acc"] = (logits.argmax(-1) == split.y_test).float().mean(1).numpy()
     params = mlp_params(model)
-    enc["weight_norm"] = torch.sqrt(sum((v ** 2).flatten(1).sum(1) for v in params.values())).numpy()
+    enc["weight_norm"] = params_norm(params).numpy()
+    enc["weight_norm_balanced"] = params_norm(balance_relu_mlp(params)).numpy()
     return enc, model, {"x": xtr, "y": ytr}
 
 
@@ -676,73 +737,120 @@ def _pair_index(trained: pd.DataFrame, n_pairs: int) -> list[int]:
     return list(range(n_pairs)) + [s + i for i in range(n_pairs)]
 
 
+def _balanced_pairs(model, trained: pd.DataFrame, n_pairs: int):
+    """``(idx, params)``: the rows of the measured pairs and their weights rescaled to the
+    balanced representative (:func:`countingargs.estimators.volume.balance_relu_mlp`; same
+    functions, same losses, smallest norm on the ReLU rescaling orbit)."""
+    from ...estimators.llc import mlp_params
+    from ...estimators.volume import balance_relu_mlp
+
+    idx = _pair_index(trained, n_pairs)
+    return idx, balance_relu_mlp(mlp_params(model, idx))
+
+
+def run_network_checks(model, data: dict, trained: pd.DataFrame, n_pairs: int) -> pd.DataFrame:
+    """What the estimators need to know about each measured network (balanced weights): one row
+    per network, ``seed, condition, reached, init_loss, weight_norm`` (balanced),
+    ``grad_norm`` (of the training loss at the network) and ``top_eig`` (largest Hessian
+    eigenvalue of the training loss, by power iteration)."""
+    from ...estimators import llc
+    from ...estimators.volume import params_norm
+
+    idx, params = _balanced_pairs(model, trained, n_pairs)
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    loss = loss_fn(theta)
+    grads = torch.autograd.grad(loss.sum(), list(theta.values()))
+    gnorm = torch.sqrt(sum((g ** 2).flatten(1).sum(1) for g in grads))
+    eig = llc.top_hessian_eigenvalue(loss_fn, params, n_iter=30, seed=seed_int("hessian"))
+    rows = trained.iloc[idx][["seed", "condition", "reached"]].reset_index(drop=True)
+    rows["init_loss"] = loss.detach().numpy()
+    rows["weight_norm"] = params_norm(params).numpy()
+    rows["grad_norm"] = gnorm.detach().numpy()
+    rows["top_eig"] = eig
+    return rows
+
+
 def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *, n_chains: int,
-            n_draws: int, n_burnin: int) -> pd.DataFrame:
-    """LLC of the task loss for the first ``n_pairs`` pairs under each ``[step, localization]``
-    of ``settings`` (the first is the main one). One row per setting x network: ``setting, main,
-    step_size, localization, seed, condition, reached, llc, llc_chain_std, init_loss, diverged,
-    drift`` (mean sampled loss in the second half of the draws minus the first half)."""
+            n_draws: int) -> pd.DataFrame:
+    """LLC of the task loss for the first ``n_pairs`` pairs (balanced weights) under each
+    ``[step, localization, burn-in]`` of ``settings`` (the first is the main one), with
+    ``n_beta = n / log n``. One row per setting x network: ``setting, main, step_size,
+    localization, n_burnin, n_draws, n_beta, seed, condition, reached, llc, llc_chain_std, init_loss,
+    diverged, drift`` (``n_beta`` x (mean sampled loss in the second half of the draws minus
+    the first half): how far the estimate was still moving, in LLC units)."""
     from ...estimators import llc
     from ...stats import progress
 
-    idx = _pair_index(trained, n_pairs)
-    sel = llc.mlp_params(model, idx)
+    idx, params = _balanced_pairs(model, trained, n_pairs)
     loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
     rows = []
-    for si, (step, loc) in enumerate(progress(settings, desc="llc")):
-        r = llc.estimate_llc_batch(loss_fn, sel, len(data["y"]), step_size=step,
+    for si, (step, loc, burnin) in enumerate(progress(settings, desc="llc")):
+        r = llc.estimate_llc_batch(loss_fn, params, len(data["y"]), step_size=step,
                                    localization=loc, n_chains=n_chains, n_draws=n_draws,
-                                   n_burnin=n_burnin, seed=seed_int("llc", si))
-        half = n_burnin + n_draws // 2
+                                   n_burnin=int(burnin), seed=seed_int("llc", si))
         for j, net in enumerate(idx):
-            trace = r["loss_trace"][j].mean(0)
             rows.append({"setting": si, "main": si == 0, "step_size": step, "localization": loc,
+                         "n_burnin": int(burnin), "n_draws": n_draws,
+                         "n_beta": r["settings"]["n_beta"],
                          "seed": int(trained.seed.iloc[net]),
                          "condition": trained.condition.iloc[net],
                          "reached": bool(trained.reached.iloc[net]), "llc": r["llc_mean"][j],
                          "llc_chain_std": r["llc_std"][j], "init_loss": r["init_loss"][j],
-                         "diverged": bool(r["diverged"][j]),
-                         "drift": float(trace[half:].mean() - trace[n_burnin:half].mean())})
+                         "diverged": bool(r["diverged"][j]), "drift": r["drift"][j]})
     return pd.DataFrame(rows)
 
 
-def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii, tol: float,
-               n_samples: int) -> pd.DataFrame:
-    """Local volume of the first ``n_pairs`` pairs: one row per network x radius, ``seed,
-    condition, reached, radius, fraction, mean_increase``."""
+def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii_rel, radii_abs,
+               tol: float, n_samples: int) -> pd.DataFrame:
+    """Local volume of the first ``n_pairs`` pairs (balanced weights), at radii relative to each
+    network's norm (``kind = "relative"``, the comparison that controls for norm) and at the
+    absolute radii of the first version of the chapter (``kind = "absolute"``). One row per
+    network x radius: ``kind, radius_rel, radius, seed, condition, reached, weight_norm,
+    fraction, mean_increase``; the same random directions for every network."""
     from ...estimators import llc
-    from ...estimators.volume import local_volume_batch
+    from ...estimators.volume import local_volume_batch, params_norm
 
-    idx = _pair_index(trained, n_pairs)
-    vol = local_volume_batch(llc.mlp_loss_fn(data["x"], data["y"]), llc.mlp_params(model, idx),
-                             radii, tol, n_samples=n_samples,
-                             seed=seed_int("volume"))
+    idx, params = _balanced_pairs(model, trained, n_pairs)
+    norm = params_norm(params).double().numpy()
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    rel = np.asarray(radii_rel, dtype=float)
     rows = []
-    for j, net in enumerate(idx):
-        for ri, rad in enumerate(radii):
-            rows.append({"seed": int(trained.seed.iloc[net]),
-                         "condition": trained.condition.iloc[net],
-                         "reached": bool(trained.reached.iloc[net]), "radius": rad,
-                         "fraction": vol["fraction"][j, ri],
-                         "mean_increase": vol["mean_increase"][j, ri]})
+    for kind, radii in (("relative", rel[None, :] * norm[:, None]),
+                        ("absolute", np.asarray(radii_abs, dtype=float))):
+        vol = local_volume_batch(loss_fn, params, radii, tol, n_samples=n_samples,
+                                 seed=seed_int("volume"))
+        r2 = np.broadcast_to(radii, (len(idx), radii.shape[-1]))
+        for j, net in enumerate(idx):
+            for ri in range(r2.shape[1]):
+                rows.append({"kind": kind, "radius_rel": r2[j, ri] / norm[j],
+                             "radius": r2[j, ri], "seed": int(trained.seed.iloc[net]),
+                             "condition": trained.condition.iloc[net],
+                             "reached": bool(trained.reached.iloc[net]),
+                             "weight_norm": norm[j], "fraction": vol["fraction"][j, ri],
+                             "mean_increase": vol["mean_increase"][j, ri]})
     return pd.DataFrame(rows)
 
 
-def run_toys(*, toy_n: int, toy_chains: int, toy_draws: int, llc_step: float,
-             llc_localization: float) -> pd.DataFrame:
-    """The LLC estimator on toys with known learning coefficients, twice: a reference setting
-    (weak localisation, ``n = toy_n``) and the chapter's settings (``n = 1000``). One row per
-    setting x toy x chain (:func:`countingargs.estimators.llc.validate_on_toys`) with ``setting``."""
+def run_toys(settings, *, n: int, n_chains: int, n_draws: int) -> pd.DataFrame:
+    """The LLC estimator on the toys with known learning coefficients
+    (:data:`countingargs.estimators.llc.TOYS`) at each of the chapter's ``[step, localization,
+    burn-in]`` settings, with the chapter's ``n`` (so the same ``n_beta``) and draws. One row
+    per setting x toy x chain: ``setting, step_size, localization, n_burnin, n_beta, toy, true_lambda,
+    multiplicity, expected, chain, llc, drift``."""
     from ...estimators import llc
 
-    ref = llc.validate_on_toys(toy_n, step_size=1e-4, localization=1.0, n_chains=toy_chains,
-                               n_draws=toy_draws, n_burnin=toy_draws // 4, seed=seed_int("toys"))
-    ref["setting"] = "reference (weak localisation)"
-    ch = llc.validate_on_toys(1000, step_size=llc_step, localization=llc_localization,
-                              n_chains=toy_chains, n_draws=toy_draws, n_burnin=toy_draws // 4,
-                              seed=seed_int("toys"))
-    ch["setting"] = "chapter settings (n = 1000)"
-    return pd.concat([ref, ch], ignore_index=True)
+    parts = []
+    for si, (step, loc, burnin) in enumerate(settings):
+        t = llc.validate_on_toys(n, step_size=step, localization=loc, n_chains=n_chains,
+                                 n_draws=n_draws, n_burnin=int(burnin), seed=seed_int("toys", si))
+        t.insert(0, "n_beta", llc.default_n_beta(n))
+        t.insert(0, "n_burnin", int(burnin))
+        t.insert(0, "localization", loc)
+        t.insert(0, "step_size", step)
+        t.insert(0, "setting", si)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
 
 
 def check_params(params: dict) -> None:

@@ -51,27 +51,67 @@ def counting(tables, params):
     return fig
 
 
+@figure("llama-width")
+def width(tables, params):
+    """R_C (left) and R_F (right) against the number of hidden units: n = 2 (mean over targets)
+    and n = 3 (volume-weighted), exact where enumerated, sampled with 95% intervals beyond."""
+    wt = analysis.width_table(tables["counting"], tables["sampled_counts"],
+                              analysis.SIZE_BOOT)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, ver in zip(axes, ("c", "f")):
+        for k, n in enumerate(sorted(wt.n.unique())):
+            stat = analysis.trend_statistic(int(n))
+            key = f"{stat}_r{ver}"
+            lab = f"n = {n}, " + ("mean over targets" if stat == "mean" else "volume-weighted")
+            for src, off, face in (("exact", -0.06, f"C{k}"), ("sampled", 0.06, "white")):
+                t = wt[(wt.n == n) & (wt.source == src)].sort_values("h")
+                t = t[np.isfinite(t[key])]
+                if t.empty:
+                    continue
+                err = np.vstack([t[key] - t[key + "_lo"], t[key + "_hi"] - t[key]])
+                ax.errorbar(t.h + off, t[key], yerr=err if src == "sampled" else None,
+                            fmt="o" if n == 2 else "s", ms=5, color=f"C{k}", mfc=face,
+                            capsize=2, lw=1, label=f"{lab} ({src})")
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xlabel("hidden units H")
+        ax.set_ylabel(f"$R_{ver.upper()}$ (log10 volume ratio)")
+        ax.set_title("cancelled / not cancelled" if ver == "c"
+                     else "any extra computation / straightforward")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 @figure("llama-sampling")
 def sampling(tables, params):
     """Random 7-bit networks: shares per sampling stream (left), features per network (right)."""
-    per_seed = analysis.seed_table(tables["sampling_networks"])
     sampled = tables["sampling_networks"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    per_seed = analysis.seed_table(sampled)
+    n_family = int(tables["sampling_counts"].family_size.iloc[0])
+    cols = [("any_nonconst", "C2", "a non-constant unit (every g)"),
+            ("any_fed", "C3", "a unit feeds the output (every g)"),
+            ("any_llama", "C0", "a family feature, exactly"),
+            ("any_fed_llama", "C1", "a family unit feeds the output"),
+            ("any_decodable", "C7", "a family feature decodable (loose)")]
+    groups = [("constant", "constant output\n(the target)"),
+              ("nonconstant", "non-constant output\n(reference)")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
     ax = axes[0]
-    for i, (grp, t) in enumerate(per_seed.groupby("group")):
-        for j, (col, c, lab) in enumerate([("any_llama", "C0", "any exact llama unit"),
-                                            ("any_fed_llama", "C3", "a llama unit feeds the output"),
-                                            ("any_unfed_llama", "C1", "llama units feed nothing"),
-                                            ("any_decodable", "C7", "some feature decodable (loose)")]):
-            x = i + (j - 1.5) * 0.18
-            ax.scatter(np.full(len(t), x), t[col], s=14, color=c, label=lab if i == 0 else None)
-            ax.plot([x - 0.07, x + 0.07], [t[col].mean()] * 2, color="k", lw=1.5)
+    for i, (grp, _) in enumerate(groups):
+        t = per_seed[per_seed.group == grp]
+        pooled = sampled[sampled.group == grp]
+        for j, (col, c, lab) in enumerate(cols):
+            x = i + (j - 2) * 0.15
+            ax.scatter(np.full(len(t), x), t[col], s=12, color=c, label=lab if i == 0 else None)
+            share = (pooled.n_decodable > 0).mean() if col == "any_decodable" else pooled[col].mean()
+            ax.plot([x - 0.06, x + 0.06], [share] * 2, color="k", lw=1.5)
     ax.axhline(0.5, color="grey", ls=":", lw=1)
-    ax.set_xticks([0, 1], ["constant output\n(the target)", "non-constant output\n(reference)"])
-    ax.set_ylabel("fraction of networks")
+    ax.set_xticks([0, 1], [lab for _, lab in groups])
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_ylabel("share of networks")
     ax.set_ylim(-0.03, 1.03)
-    ax.legend(fontsize=7, loc="center right")
-    ax.set_title("one dot per sampling seed")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("dots: sampling streams; bars: all streams")
     ax = axes[1]
     sc = sampled[sampled.group == "constant"]
     bins = np.arange(-0.5, max(sc.n_decodable.max(), 3) + 1.5,
@@ -80,26 +120,38 @@ def sampling(tables, params):
             label="decodable from a layer (loose test)")
     ax.hist(sc.n_distinct_g, bins=bins, color="C0", alpha=0.9,
             label="computed exactly by a unit (strict test)")
-    ax.set_xlabel(f"family features per network (of {analysis._family_size(params)})")
+    ax.set_xlabel(f"family features per network (of {n_family})")
     ax.set_ylabel("constant-output networks")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
     return fig
 
 
 @figure("llama-llc-toys")
 def llc_toys(tables, params):
-    """Estimated against true learning coefficients of the toys, per setting."""
+    """Estimate / lambda of each toy at each of the chapter's settings, with the exact target of
+    the settings (crosses) and the tolerance band."""
     s = analysis.toy_summary(tables["llc_toys"])
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for k, (setting, t) in enumerate(s.groupby("setting")):
-        ax.errorbar(t.true_lambda + (k - 0.5) * 0.04, t.llc_mean, yerr=1.96 * t.llc_se, fmt="o",
-                    ms=4, label=setting, color=f"C{k}")
-    lim = [0, s.true_lambda.max() * 1.1]
-    ax.plot(lim, lim, color="grey", lw=1, ls=":")
-    ax.set_xlabel("true learning coefficient $\\lambda$")
-    ax.set_ylabel("estimate (mean over chains)")
-    ax.legend(fontsize=7)
+    toys = list(dict.fromkeys(s.sort_values(["true_lambda", "toy"]).toy))
+    x0 = {t: i for i, t in enumerate(toys)}
+    n_set = s.setting.nunique()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.axhspan(1 - analysis.TOY_TOL, 1 + analysis.TOY_TOL, color="grey", alpha=0.15, lw=0,
+               label="tolerance")
+    ax.axhline(1, color="grey", lw=1, ls=":")
+    for k, (si, t) in enumerate(s.groupby("setting")):
+        x = t.toy.map(x0).to_numpy() + (k - (n_set - 1) / 2) * 0.2
+        lab = (f"step {t.step_size.iloc[0]:g}, loc. {t.localization.iloc[0]:g}, "
+               f"burn-in {int(t.n_burnin.iloc[0])}" + (" (main)" if si == 0 else ""))
+        ax.errorbar(x, t.llc_mean / t.true_lambda, yerr=1.96 * t.llc_se / t.true_lambda, fmt="o",
+                    ms=4, color=f"C{k}", label=lab, capsize=2)
+        ax.scatter(x, t.expected / t.true_lambda, marker="x", color=f"C{k}", s=30, zorder=3)
+    lams = s.groupby("toy").true_lambda.first()
+    ax.set_xticks(range(len(toys)), [f"{t}\n($\\lambda$ = {lams[t]:g})" for t in toys], fontsize=8)
+    ax.set_ylabel("estimate / true $\\lambda$")
+    ax.set_ylim(0, 1.4)
+    ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
@@ -124,35 +176,45 @@ def encoding(tables, params):
     return fig
 
 
+
+
 @figure("llama-trained")
 def trained(tables, params):
-    """LLC per setting and condition (left), surviving fraction against radius (right)."""
+    """Paired LLC differences per setting with their drift (left); surviving share against the
+    radius relative to the balanced weight norm (right)."""
     llcs, vols = tables["llc"], tables["local_volume"]
+    st = analysis.llc_setting_table(llcs)
     good = llcs[llcs.reached & ~llcs.diverged]
-    wide = good.pivot_table(index=["setting", "seed"], columns="condition", values="llc").dropna()
-    settings = good.groupby("setting")[["step_size", "localization"]].first()
-    n_set = len(settings)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ax = axes[0]
-    for si, s in settings.iterrows():
-        t = wide.loc[si]
-        lab = f"step {s.step_size:g}, loc. {s.localization:g}" + (" (main)" if si == 0 else "")
-        x = np.array([0, 1]) + (si - (n_set - 1) / 2) * 0.12
-        for _, row in t.iterrows():
-            ax.plot(x, [row.plain, row.llama], color=f"C{si}", lw=0.6, alpha=0.5)
-        ax.scatter(x, [t.plain.mean(), t.llama.mean()], color=f"C{si}", s=25, zorder=3, label=lab)
-    ax.set_xticks([0, 1], ["plain", "llama"])
-    ax.set_ylabel("LLC estimate")
-    ax.set_title("lines join the two networks of a seed")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    for k, r in enumerate(st.itertuples()):
+        w = good[good.setting == r.setting].pivot_table(index="seed", columns="condition",
+                                                         values="llc").dropna()
+        d = (w.llama - w.plain).to_numpy()
+        ax.scatter(np.full(len(d), k) + np.linspace(-0.12, 0.12, len(d)), d, s=12,
+                   color=f"C{k}", alpha=0.7)
+        ax.errorbar([k + 0.25], [r.diff], yerr=[[r.diff - r.diff_lo], [r.diff_hi - r.diff]],
+                    fmt="o", color="k", capsize=3, label="mean, 95% t-interval" if k == 0 else None)
+        ax.scatter([k + 0.4], [r.drift], marker="x", color="C3", s=30,
+                   label="mean drift during the draws" if k == 0 else None)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xticks(range(len(st)), [f"step {r.step_size:g}\nloc. {r.localization:g}"
+                                   + ("\n(main)" if r.setting == 0 else "")
+                                   for r in st.itertuples()], fontsize=8)
+    ax.set_xlim(-0.5, len(st) - 0.3)
+    ax.set_ylabel("LLC(llama) - LLC(plain)")
+    ax.set_title("dots: pairs")
+    ax.legend(fontsize=7, loc="best")
     ax = axes[1]
+    rel = vols[(vols.kind == "relative") & vols.reached]
     for k, cond in enumerate(["plain", "llama"]):
-        t = vols[vols.reached & (vols.condition == cond)]
+        t = rel[rel.condition == cond]
         for _, g in t.groupby("seed"):
-            ax.plot(g.radius, g.fraction, color=f"C{k}", lw=0.6, alpha=0.4)
-        m = t.groupby("radius").fraction.mean()
+            ax.plot(g.radius_rel, g.fraction, color=f"C{k}", lw=0.6, alpha=0.4)
+        m = t.groupby(t.radius_rel.round(6)).fraction.mean()
         ax.plot(m.index, m.values, color=f"C{k}", lw=2, marker="o", label=cond)
-    ax.set_xlabel("perturbation radius (Euclidean, all parameters)")
-    ax.set_ylabel(f"fraction keeping loss within +{params['vol_tol']:g}")
+    ax.set_xlabel("perturbation radius / balanced weight norm")
+    ax.set_ylabel(f"share keeping loss within +{params['vol_tol']:g}")
     ax.legend()
+    fig.tight_layout()
     return fig
