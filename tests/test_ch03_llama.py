@@ -385,3 +385,13 @@ def test_toy_summary_applies_the_tolerances():
     s = A.toy_summary(pd.DataFrame(rows)).set_index("toy")
     assert s.loc["quartic", "passes"] and s.loc["normal_crossing", "passes"]
     assert not s.loc["regular_d2", "passes"]  # 20% below lambda
+
+
+def test_check_params_names_the_bad_parameter():
+    good = {"sample_seeds": 2, "llc_seeds": 2, "train_seeds": 4, "enum_sizes": [[2, 2]],
+            "sampled_sizes": [[2, 3]], "llc_alt": [[3e-4, 4.0, 100]], "vol_radii_rel": [0.1]}
+    L.check_params(good)
+    for key, bad, msg in (("llc_seeds", 9, "cannot exceed"), ("sampled_sizes", [[2]], "sampled_sizes"),
+                          ("llc_alt", [[3e-4, 4.0]], "llc_alt"), ("vol_radii_rel", [1.5], "fractions")):
+        with pytest.raises(ValueError, match=msg):
+            L.check_params({**good, key: bad})

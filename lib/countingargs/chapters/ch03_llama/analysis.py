@@ -48,9 +48,9 @@ DRIFT_SHARE = 0.5
 #: the localisation of the chapter's first version
 OLD_LOCALIZATION = 100.0
 POPE_QUOTE = "more rare in NN configuration space"
-POPE_SOURCE = "Pope, opening reply (reposted tweet), third paragraph"
+POPE_SOURCE = "Pope, opening comment (reposted tweet), paragraph beginning 'The issue is that'"
 POPE_QUOTE_F = "an additional constraint on the possible parameters"
-POPE_SOURCE_F = "Pope, opening reply (reposted tweet), fourth paragraph"
+POPE_SOURCE_F = "Pope, opening comment (reposted tweet), paragraph beginning 'The key issue'"
 
 
 def _need(tables, *names):
@@ -383,7 +383,6 @@ def sampling(tables, params) -> Findings:
          "samp_anyfed": e_c, "samp_anyfed_lo": lo_c, "samp_anyfed_hi": hi_c,
          "samp_units_fed": float(const.n_units_fed.mean()),
          "samp_units_nonconst": float(const.n_units_nonconst.mean()),
-         "samp_anyfed_nonconst_out": float(nonc.any_fed.mean()) if len(nonc) else float("nan"),
          "samp_llama_nonconst": float(nonc.any_llama.mean()) if len(nonc) else float("nan"),
          "samp_decodable_const": float(const.n_decodable.mean()),
          "samp_any_decodable_const": float((const.n_decodable > 0).mean()),

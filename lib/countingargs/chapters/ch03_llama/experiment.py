@@ -860,5 +860,10 @@ def check_params(params: dict) -> None:
     if params["llc_seeds"] > params["train_seeds"]:
         raise ValueError(f"llc_seeds ({params['llc_seeds']}) cannot exceed train_seeds "
                          f"({params['train_seeds']})")
-    if any(len(s) != 2 for s in params["enum_sizes"]):
-        raise ValueError("enum_sizes must be a list of [inputs, hidden units] pairs")
+    for name in ("enum_sizes", "sampled_sizes"):
+        if any(len(s) != 2 for s in params[name]):
+            raise ValueError(f"{name} must be a list of [inputs, hidden units] pairs")
+    if any(len(s) != 3 for s in params["llc_alt"]):
+        raise ValueError("llc_alt must be a list of [step, localization, burn-in] triples")
+    if not all(0 < r < 1 for r in params["vol_radii_rel"]):
+        raise ValueError("vol_radii_rel are fractions of the weight norm: each must lie in (0, 1)")

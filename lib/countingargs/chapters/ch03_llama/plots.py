@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from ...figures import figure
@@ -33,7 +34,7 @@ def counting(tables, params):
     ax.set_xticks(xs, labels, rotation=30, ha="right")
     ax.set_ylabel("share of the configurations implementing f")
     ax.set_title("share of each class, one dot per target f")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=7)
     ax = axes[1]
     for i, r in enumerate(order.itertuples()):
         t = cnt[(cnt.n == r.n) & (cnt.h == r.h)]
@@ -47,7 +48,7 @@ def counting(tables, params):
     ax.set_xticks(xs, labels, rotation=30, ha="right")
     ax.set_ylabel("log10 volume ratio")
     ax.set_title("below 0: the llama class is smaller")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=7)
     return fig
 
 
@@ -73,12 +74,13 @@ def width(tables, params):
                             fmt="o" if n == 2 else "s", ms=5, color=f"C{k}", mfc=face,
                             capsize=2, lw=1, label=f"{lab} ({src})")
         ax.axhline(0, color="grey", lw=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("hidden units H")
         ax.set_ylabel(f"$R_{ver.upper()}$ (log10 volume ratio)")
         ax.set_title("cancelled / not cancelled" if ver == "c"
                      else "any extra computation / straightforward")
-    axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.16), ncol=4)
     return fig
 
 
