@@ -395,3 +395,23 @@ def test_check_params_names_the_bad_parameter():
                           ("llc_alt", [[3e-4, 4.0]], "llc_alt"), ("vol_radii_rel", [1.5], "fractions")):
         with pytest.raises(ValueError, match=msg):
             L.check_params({**good, key: bad})
+
+
+def test_sampled_intervals_cover_the_exact_ratio_at_their_nominal_rate():
+    # 40 independent samples of 20,000 configurations at n = 2, H = 2 against the exact count
+    cnt = L.run_enumeration([[2, 2]])
+    hits = []
+    for s in range(40):
+        wt = A.width_table(cnt, L.sample_threshold_nets(2, 2, 20_000, seed=500 + s), 400)
+        chk = A.sampler_check(wt).set_index("statistic")
+        hits.append(chk.loc[["pooled_rc", "pooled_rf"], "covered"].to_numpy())
+    rate = np.mean(hits, axis=0)
+    assert (rate >= 0.8).all(), rate  # nominal 0.95; 40 draws put 0.8 four standard errors below
+
+
+def test_the_reference_setting_stays_out_of_the_llc_rule():
+    rows = _llc_rows([[1.0, 1.2, 1.1], [-5.0, -6.0, -5.5]])
+    rows["reference"] = rows.setting == 1
+    st = A.llc_setting_table(rows)
+    assert list(st.setting) == [0]
+    assert list(A.llc_setting_table(rows, reference=True).setting) == [1]

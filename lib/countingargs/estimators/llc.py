@@ -41,8 +41,9 @@ toys. It differs from the learning coefficient lambda in three ways, and SGLD ad
    0.36 (gamma = 1) and 0.42 (gamma = 0.1) against lambda = 1/2. This bias cannot be removed
    at finite n; it makes singular solutions look *more* degenerate (lower) than they are.
 3. **Gradient at w*.** A network frozen at a target loss is not at a minimum; the gradient
-   ``g`` lowers the estimate by about ``n_beta^2 |g_flat|^2 / (2 gamma)`` (flat directions) --
-   small when gamma is not tiny (0.08 for ``|g| = 0.03``, gamma = 100; at most 8 for gamma = 1).
+   ``g`` lowers the estimate by up to about ``n_beta^2 |g_flat|^2 / (2 gamma)`` (its component
+   along flat directions): 0.09 for ``|g| = 0.03``, ``n_beta = 145``, gamma = 100, and up to 9
+   for gamma = 1. Networks frozen with different gradient norms carry different biases.
 4. **Step size (SGLD).** The chain's variance along a direction of curvature ``h`` is inflated
    by ``1 / (1 - k/2)`` with ``k = step (n_beta h + gamma) / 2``; it diverges for ``k > 2``.
    Check ``k`` at the top Hessian eigenvalue (:func:`top_hessian_eigenvalue`): ``k < 0.2``
@@ -58,8 +59,11 @@ Recommended settings (the defaults of :data:`RECOMMENDED`, validated on the toys
 the tests): ``n_beta = n / log n``; ``localization`` 3 (the quartic toy's estimand within 8%
 of its lambda at n = 1000; a weaker localisation lets chains started at a network frozen above
 its minimum slide downhill, see 3.); ``step_size`` such that ``k < 0.2`` at the top Hessian
-eigenvalue (3e-4 for MLPs on the 1,000 digits, top eigenvalue about 9); ``n_burnin`` at least
+eigenvalue (3e-4 for the MLPs of chapter 03 on the 1,000 digits, whose top eigenvalues of 8 to 11
+give k of 0.2 to 0.24; compare with a half step); ``n_burnin`` at least
 ``1.5 / (step * gamma)`` (1,700 at these values) and ``n_draws`` 1,000. Report ``drift``.
+At these settings the estimate is noisy: in chapter 03 one network's estimate (two chains) varies
+by a few LLC units, so small differences need many networks or chains.
 """
 from __future__ import annotations
 

@@ -164,8 +164,8 @@ def sampler_check(wt: pd.DataFrame) -> pd.DataFrame:
             continue
         e, s = t[t.source == "exact"].iloc[0], t[t.source == "sampled"].iloc[0]
         for key in STATS:
-            if not (np.isfinite(e[key]) and np.isfinite(s[key])):
-                continue
+            if not all(np.isfinite(x) for x in (e[key], s[key], s[key + "_lo"], s[key + "_hi"])):
+                continue  # undefined where a class is empty: nothing to check
             rows.append({"n": int(n), "h": int(h), "statistic": key, "exact": e[key],
                          "estimate": s[key], "lo": s[key + "_lo"], "hi": s[key + "_hi"],
                          "covered": bool(s[key + "_lo"] <= e[key] <= s[key + "_hi"])})
@@ -440,12 +440,16 @@ def toys(tables, params) -> Findings:
     return Findings(glue=g, tables={"llc_toy_summary": s})
 
 
-def llc_setting_table(llcs: pd.DataFrame, toys_pass: pd.Series | None = None) -> pd.DataFrame:
+def llc_setting_table(llcs: pd.DataFrame, toys_pass: pd.Series | None = None,
+                      reference: bool = False) -> pd.DataFrame:
     """Per estimator setting: the paired difference llama - plain (t-interval over pairs), how
     many pairs have the llama network higher, the mean LLC of each condition, the systematic
     drift (mean over networks, LLC units) and its mean size, whether the setting is stationary
-    (``|drift| <= DRIFT_SHARE x |difference|``) and validated on the toys."""
+    (``|drift| <= DRIFT_SHARE x |difference|``) and validated on the toys. Rows marked
+    ``reference`` (the first version's setting) are left out unless ``reference=True``."""
     good = llcs[llcs.reached & ~llcs.diverged]
+    if "reference" in good:
+        good = good[good.reference == reference]
     rows = []
     for si, t in good.groupby("setting"):
         w = t.pivot_table(index="seed", columns="condition", values="llc").dropna()
@@ -510,11 +514,15 @@ def llc(tables, params) -> Findings:
     v = llc_rule(st)
     main = st[st.setting == 0].iloc[0]
     strong = st.sort_values(["localization", "setting"]).iloc[-1]
+    fine = st.sort_values(["step_size", "setting"]).iloc[0]
     nb = float(llcs.n_beta.iloc[0])
     loc, step = float(main.localization), float(main.step_size)
     k_top = step * (nb * nets.top_eig.max() + loc) / 2
     grad_bound = nb ** 2 * nets.grad_norm ** 2 / (2 * loc)
     by = nets.groupby("condition")
+    bound_gap = float(grad_bound[nets.condition == "llama"].mean()
+                      - grad_bound[nets.condition == "plain"].mean())
+    level = (main.llc_plain + main.llc_llama) / 2
     g = {"llc_pairs": int(main.n_pairs), "llc_plain": float(main.llc_plain),
          "llc_llama": float(main.llc_llama), "llc_diff": float(main["diff"]),
          "llc_diff_lo": float(main.diff_lo), "llc_diff_hi": float(main.diff_hi),
@@ -526,13 +534,23 @@ def llc(tables, params) -> Findings:
          "llc_level_min": float(st[["llc_plain", "llc_llama"]].min().min()),
          "llc_level_max": float(st[["llc_plain", "llc_llama"]].max().max()),
          "llc_top_eig": float(nets.top_eig.max()), "llc_k_top": float(k_top),
+         "llc_k_inflation": float(1 / (1 - k_top / 2) - 1),
+         "llc_step_fine": float(fine.step_size),
+         "llc_level_fine_diff": float((fine.llc_plain + fine.llc_llama) / 2 - level),
          "llc_grad_plain": float(by.grad_norm.mean()["plain"]),
          "llc_grad_llama": float(by.grad_norm.mean()["llama"]),
          "llc_grad_bound_plain": float(grad_bound[nets.condition == "plain"].mean()),
          "llc_grad_bound_llama": float(grad_bound[nets.condition == "llama"].mean()),
+         "llc_grad_says": ("larger than" if abs(bound_gap) > abs(main["diff"]) else "smaller than"),
          "llc_n_beta": nb, "llc_loc_strong": float(strong.localization),
          "llc_plain_strong": float(strong.llc_plain),
          "verdict_llc": v.label, "verdict_llc_reason": v.reason}
+    if "reference" in llcs and llcs.reference.any():
+        ref = llc_setting_table(llcs, reference=True).iloc[0]
+        g.update({"llc_ref_loc": float(ref.localization), "llc_ref_plain": float(ref.llc_plain),
+                  "llc_ref_llama": float(ref.llc_llama), "llc_ref_diff": float(ref["diff"]),
+                  "llc_ref_diff_lo": float(ref.diff_lo), "llc_ref_diff_hi": float(ref.diff_hi),
+                  "llc_ref_k_higher": int(ref.k_llama_higher)})
     return Findings(glue=g, tables={"llc_settings": st})
 
 

@@ -39,6 +39,10 @@ from ...data.cube import cube as _cube
 from ...nets.seeding import generator, rng, seed_int
 
 CLASSES = ("straightforward", "unread", "cancelled")
+#: the first version of the chapter's LLC setting [step, localization, burn-in] and local-volume
+#: radii (absolute), kept as references outside the verdicts
+FIRST_VERSION_LLC = (1e-4, 100.0, 200)
+FIRST_VERSION_RADII = (1.0, 2.0, 3.0, 4.0)
 STRAIGHT, UNREAD, CANCELLED = 0, 1, 2
 #: per-unit status codes of :func:`classify`
 UNIT_CONST, UNIT_UNREAD, UNIT_USED, UNIT_CANCELLED = 0, 1, 2, 3
@@ -772,25 +776,28 @@ def run_network_checks(model, data: dict, trained: pd.DataFrame, n_pairs: int) -
 
 
 def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *, n_chains: int,
-            n_draws: int) -> pd.DataFrame:
+            n_draws: int, reference=FIRST_VERSION_LLC) -> pd.DataFrame:
     """LLC of the task loss for the first ``n_pairs`` pairs (balanced weights) under each
-    ``[step, localization, burn-in]`` of ``settings`` (the first is the main one), with
-    ``n_beta = n / log n``. One row per setting x network: ``setting, main, step_size,
-    localization, n_burnin, n_draws, n_beta, seed, condition, reached, llc, llc_chain_std, init_loss,
-    diverged, drift`` (``n_beta`` x (mean sampled loss in the second half of the draws minus
-    the first half): how far the estimate was still moving, in LLC units)."""
+    ``[step, localization, burn-in]`` of ``settings`` (the first is the main one), and under the
+    ``reference`` setting (the first version's; ``None`` to skip it), with ``n_beta = n / log n``.
+    One row per setting x network: ``setting, main, reference, step_size, localization,
+    n_burnin, n_draws, n_beta, seed, condition, reached, llc, llc_chain_std, init_loss, diverged,
+    drift`` (``n_beta`` x (mean sampled loss in the second half of the draws minus the first
+    half): how far the estimate was still moving, in LLC units)."""
     from ...estimators import llc
     from ...stats import progress
 
     idx, params = _balanced_pairs(model, trained, n_pairs)
     loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    runs = [list(s) for s in settings] + ([list(reference)] if reference is not None else [])
     rows = []
-    for si, (step, loc, burnin) in enumerate(progress(settings, desc="llc")):
+    for si, (step, loc, burnin) in enumerate(progress(runs, desc="llc")):
         r = llc.estimate_llc_batch(loss_fn, params, len(data["y"]), step_size=step,
                                    localization=loc, n_chains=n_chains, n_draws=n_draws,
                                    n_burnin=int(burnin), seed=seed_int("llc", si))
         for j, net in enumerate(idx):
-            rows.append({"setting": si, "main": si == 0, "step_size": step, "localization": loc,
+            rows.append({"setting": si, "main": si == 0, "reference": si >= len(settings),
+                         "step_size": step, "localization": loc,
                          "n_burnin": int(burnin), "n_draws": n_draws,
                          "n_beta": r["settings"]["n_beta"],
                          "seed": int(trained.seed.iloc[net]),
@@ -801,8 +808,8 @@ def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *,
     return pd.DataFrame(rows)
 
 
-def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii_rel, radii_abs,
-               tol: float, n_samples: int) -> pd.DataFrame:
+def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii_rel, tol: float,
+               n_samples: int, radii_abs=FIRST_VERSION_RADII) -> pd.DataFrame:
     """Local volume of the first ``n_pairs`` pairs (balanced weights), at radii relative to each
     network's norm (``kind = "relative"``, the comparison that controls for norm) and at the
     absolute radii of the first version of the chapter (``kind = "absolute"``). One row per
