@@ -45,6 +45,8 @@ SIZE_BOOT = 1000
 SIZE_FACTOR = 2.0
 #: LLC: a setting is stationary when |mean drift| <= DRIFT_SHARE x |mean paired difference|
 DRIFT_SHARE = 0.5
+#: probe R^2 below this is drawn at the floor of the encoding figure (and counted)
+R2_FLOOR = -1.0
 #: the localisation of the chapter's first version
 OLD_LOCALIZATION = 100.0
 POPE_QUOTE = "more rare in NN configuration space"
@@ -611,9 +613,14 @@ def encoding(tables, params) -> Findings:
          "unprompted_says": ("consistent with chance" if lo <= 0.05 <= hi
                              else "above chance" if lo > 0.05 else "below chance"),
          "specific_llama_nets": float(llam.specific.mean()),
-         "r2_plain": float(plain.r2_llama.mean()),
-         "r2_plain_controls": float(plain.r2_controls.mean()),
-         "r2_llama_nets": float(llam.r2_llama.mean()), "r2_input": float(enc.r2_input_llama.mean()),
+         # medians: a held-out probe can score far below 0 on a network whose hidden unit is
+         # silent on the training digits and active on test ones
+         "r2_plain": float(plain.r2_llama.median()),
+         "r2_plain_controls": float(plain.r2_controls.median()),
+         "r2_llama_nets": float(llam.r2_llama.median()),
+         "r2_input": float(enc.r2_input_llama.median()),
+         "r2_floor": R2_FLOOR, "r2_below_floor": int((enc[["r2_llama", "r2_controls",
+                                                          "r2_controls_q"]] < R2_FLOOR).any(axis=1).sum()),
          "rank_plain": float(plain.llama_rank.mean()), "train_ce_plain": float(plain.train_ce.mean()),
          "train_ce_llama": float(llam.train_ce.mean()), "acc_plain": float(plain.test_acc.mean()),
          "acc_llama": float(llam.test_acc.mean()), "norm_plain": float(plain.weight_norm.mean()),

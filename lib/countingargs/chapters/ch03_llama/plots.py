@@ -159,25 +159,29 @@ def llc_toys(tables, params):
 
 @figure("llama-encoding")
 def encoding(tables, params):
-    """Held-out probe R^2 of the llama and of control features, per condition."""
+    """Held-out probe R^2 of the llama and of control features, per condition; values below
+    :data:`analysis.R2_FLOOR` are drawn at the floor (their number is in the title)."""
     enc = tables["trained"]
+    floor = analysis.R2_FLOOR
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for k, cond in enumerate(["plain", "llama"]):
         t = enc[(enc.condition == cond) & enc.reached]
         x = np.full(len(t), k) + np.linspace(-0.1, 0.1, len(t))
-        ax.scatter(x - 0.15, t.r2_controls, s=10, color="C7",
-                   label="controls (mean)" if k == 0 else None)
-        ax.scatter(x - 0.15, t.r2_controls_q, s=10, color="C7", marker="^",
-                   label="control groups, 95th percentile" if k == 0 else None)
-        ax.scatter(x + 0.15, t.r2_llama, s=12, color="C3", label="the llama" if k == 0 else None)
-    ax.axhline(float(enc.r2_input_llama.mean()), color="C0", ls=":", lw=1,
-               label="linear read-out of the pixels (mean)")
+        for col, dx, c, m, lab in (("r2_controls", -0.15, "C7", "o", "controls (mean)"),
+                                   ("r2_controls_q", -0.15, "C7", "^",
+                                    "control groups, 95th percentile"),
+                                   ("r2_llama", 0.15, "C3", "o", "the llama")):
+            ax.scatter(x + dx, t[col].clip(lower=floor), s=10, color=c, marker=m,
+                       label=lab if k == 0 else None)
+    ax.axhline(float(enc.r2_input_llama.median()), color="C0", ls=":", lw=1,
+               label="linear read-out of the pixels (median)")
+    n_low = int((enc[["r2_llama", "r2_controls", "r2_controls_q"]] < floor).any(axis=1).sum())
+    ax.set_ylim(floor - 0.05, 1.0)
+    ax.set_title(f"{n_low} network(s) with a value below {floor:g}, drawn at {floor:g}")
     ax.set_xticks([0, 1], ["plain networks", "llama networks"])
     ax.set_ylabel("held-out probe $R^2$ (last hidden layer)")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return fig
-
-
 
 
 @figure("llama-trained")
