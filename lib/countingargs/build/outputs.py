@@ -113,17 +113,20 @@ def why_stale(root: Path, targets: Targets, input_hash: str, parts: dict, librar
         return problem
     if prov.get("input_hash") != input_hash:
         return _describe_input_change(prov, parts, library)
+    if targets.published and not prov.get("published", True):
+        return "its earlier run was kept out of the book; running it again to publish it (--publish)"
     recorded = prov.get("outputs")
     if not isinstance(recorded, dict) or not recorded:
         return f"{PROVENANCE} lists no outputs (written by an older runner)"
     root = Path(root)
+    if targets.notebook.is_file() and _is_other_run(targets.notebook, input_hash):
+        return (f"{targets.notebook.relative_to(root).as_posix()} holds another run (for example an "
+                "override run published with --publish)")
     for rel, digest in sorted(recorded.items()):
         p = root / rel
         if not p.is_file():
             return f"{rel} is missing"
         if sha256(p) != digest:
-            if p == targets.notebook and _is_other_run(p, input_hash):
-                return f"{rel} holds another run (for example an override run published with --publish)"
             return f"{rel} differs from the hash recorded when it was written (edited or damaged)"
     for p in sorted(targets.results.rglob("*")):
         rel = p.relative_to(root).as_posix()

@@ -53,8 +53,8 @@ from .provenance import commit_info, package_versions, sha256 as _sha
 from .sources import RUNNER_PARAMS, code_sources, render_parameters
 from .supervisor import Interrupted, Progress, Task, run_tasks, worker_log_tail
 
-__all__ = ["RebuildError", "Interrupted", "Job", "Outcome", "find_root", "plan", "input_hash",
-           "input_parts", "rebuild", "dependencies"]
+__all__ = ["RebuildError", "Interrupted", "Job", "Outcome", "find_root", "check_root", "plan",
+           "input_hash", "input_parts", "rebuild", "stale", "dependencies", "RUNNER_PARAMS"]
 
 TMP = ".rebuild-tmp"
 
@@ -255,9 +255,12 @@ def _targets(ctx: _Context, job: Job) -> Targets:
     return targets_for(ctx.root, job.name, job.variant, ctx.publish or not job.overrides)
 
 
-def _prepare(ctx: _Context, job: Job, head: str) -> Task:
+def _prepare(ctx: _Context, task: Task) -> None:
+    """Make the task's temporary folder (when it starts, so a queued notebook leaves nothing
+    behind): the source as .ipynb, parameters.json, the worker's spec."""
     import nbformat
 
+    job: Job = task.extra["job"]
     work = ctx.root / TMP
     work.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=work))
@@ -269,10 +272,10 @@ def _prepare(ctx: _Context, job: Job, head: str) -> Task:
     (res_tmp / "parameters.json").write_text(json.dumps(job.resolved, indent=2, sort_keys=True) + "\n")
     params = {**job.resolved, "profile": ctx.profile, "results_dir": str(res_tmp),
               "figures_dir": str(fig_tmp)}
-    spec = {"name": job.name, "workdir": str(tmp), "source": str(src_nb),
-            "output": str(tmp / f"{job.name}.ipynb"), "cwd": str(tmp), "parameters": params,
-            "timeout": ctx.timeout, "runner_pid": os.getpid(), "result": str(tmp / "result.json")}
-    return Task(job.name, head, tmp, spec, extra={"job": job})
+    task.workdir = tmp
+    task.spec = {"name": job.name, "workdir": str(tmp), "source": str(src_nb),
+                 "output": str(tmp / f"{job.name}.ipynb"), "cwd": str(tmp), "parameters": params,
+                 "timeout": ctx.timeout, "runner_pid": os.getpid(), "result": str(tmp / "result.json")}
 
 
 def _keep_failed(ctx: _Context, job: Job, nb_path: Path) -> Path | None:
@@ -389,6 +392,27 @@ def _finish(ctx: _Context, task: Task, result: dict | None) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # The rebuild
 # ---------------------------------------------------------------------------------------------
+def _assess(ctx: _Context, job: Job, force: bool) -> tuple[dict, dict, str | None]:
+    """Hash the job's inputs (sets ``job.input_hash``); return the hash parts, the library
+    files' hashes and why it must run (None: its outputs are current and intact)."""
+    parts = input_parts(ctx.root, job, ctx.profile, ctx.threads)
+    job.input_hash = input_hash(ctx.root, job, ctx.profile, ctx.threads)
+    library = _library_files(job)
+    reason = "--force" if force else why_stale(ctx.root, _targets(ctx, job), job.input_hash, parts, library)
+    return parts, library, reason
+
+
+def stale(root: Path, profile: str = "standard", only: list[str] | None = None,
+          overrides: dict[str, Any] | None = None, threads: int = 1,
+          publish: bool = False) -> dict[str, str | None]:
+    """For each selected notebook, why a rebuild would run it (None: it would be skipped).
+    Runs nothing and takes no lock."""
+    root = Path(root).resolve()
+    jobs = plan(root, profile, only, overrides)
+    ctx = _Context(root, profile, 0, threads, publish, {}, print)
+    return {job.name: _assess(ctx, job, False)[2] for job in jobs}
+
+
 def _clean_leftovers(root: Path, log: Callable[[str], None]) -> None:
     """Remove what an interrupted or killed run left in ``.rebuild-tmp/`` (we hold the lock, so
     nothing else is using it)."""
@@ -437,22 +461,19 @@ def _rebuild_locked(root, profile, jobs, timeout, force, log, progress_bar, n_jo
     t_all = time.perf_counter()
     tasks: list[Task] = []
     for i, job in enumerate(jobs, 1):
-        parts = input_parts(root, job, profile, threads)
-        job.input_hash = input_hash(root, job, profile, threads)
-        library = _library_files(job)
+        parts, library, reason = _assess(ctx, job, force)
         label = profile if job.variant == profile else f"{profile}, overrides -> results/{job.variant}/"
         head = f"[{i}/{len(jobs)}] {job.name} ({label})"
-        reason = "--force" if force else why_stale(root, _targets(ctx, job), job.input_hash, parts, library)
         if reason is None:
             outcomes[job.name] = Outcome(job.name, "skipped", reason="inputs unchanged", variant=job.variant)
             log(f"{head}: inputs unchanged, outputs intact: skipped (use --force to rerun)")
             continue
-        task = _prepare(ctx, job, head)
-        task.extra.update(parts=parts, library=library, reason=reason)
-        tasks.append(task)
+        tasks.append(Task(job.name, head, extra=dict(job=job, parts=parts, library=library,
+                                                     reason=reason)))
         log(f"{head}: will run: {reason}")
 
     def on_start(task: Task) -> None:
+        _prepare(ctx, task)
         task.extra["started"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         progress.log(f"{task.head}: running ({n_jobs} at a time, {threads} thread(s) each; "
                      f"elapsed {_fmt_seconds(time.perf_counter() - t_all)})")
@@ -482,7 +503,7 @@ def _rebuild_locked(root, profile, jobs, timeout, force, log, progress_bar, n_jo
     finally:
         progress.close()
         for task in tasks:
-            if not task.extra.get("keep_tmp"):
+            if task.workdir is not None and not task.extra.get("keep_tmp"):
                 shutil.rmtree(task.workdir, ignore_errors=True)
         work = root / TMP
         if work.is_dir() and not any(work.iterdir()):
@@ -495,5 +516,3 @@ def _rebuild_locked(root, profile, jobs, timeout, force, log, progress_bar, n_jo
         f"in {_fmt_seconds(time.perf_counter() - t_all)}")
     return result
 
-
-__all__ += ["RUNNER_PARAMS", "check_root"]

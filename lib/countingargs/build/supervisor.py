@@ -50,8 +50,8 @@ class Interrupted(RebuildError):
 class Task:
     name: str
     head: str                       # "[2/5] 02_volume (quick)"
-    workdir: Path                   # the temporary folder (also the kernel's working directory)
-    spec: dict                      # what the worker needs (see worker.main)
+    workdir: Path | None = None     # the temporary folder (also the kernel's working directory)
+    spec: dict = field(default_factory=dict)   # what the worker needs (see worker.main)
     proc: subprocess.Popen | None = None
     events: int | None = None       # read end of the events pipe
     buffer: bytes = b""
@@ -234,7 +234,8 @@ def stop(tasks: list[Task], grace: float = GRACE_SECONDS) -> None:
 
 def run_tasks(tasks: list[Task], n_jobs: int, env: dict, on_start: Callable[[Task], None],
               on_done: Callable[[Task, dict | None], None], progress: Progress) -> None:
-    """Run every task, ``n_jobs`` at a time; ``on_done(task, result)`` is called here when its
+    """Run every task, ``n_jobs`` at a time; ``on_start(task)`` must set its ``workdir`` and
+    ``spec``; ``on_done(task, result)`` is called here when its
     worker exits (``result`` is the worker's ``result.json``, or None if it wrote none). Raises
     :class:`Interrupted` on SIGINT/SIGTERM/SIGHUP, after stopping every worker."""
     queue = deque(tasks)
