@@ -159,6 +159,11 @@ class _Signals:
 
 def _start(task: Task, env: dict) -> None:
     task.spec_path.write_text(json.dumps(task.spec, indent=1))
+    # the kernel's connection file and anything the notebook puts in a temporary file live in
+    # the task's folder, so they go with it whatever happens
+    scratch = task.workdir / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**env, "TMPDIR": str(scratch)}
     r, w = os.pipe()
     log = open(task.log_path, "ab")
     try:
