@@ -30,12 +30,25 @@ def _held_book(root: Path, extra: dict[str, str] | None = None) -> tuple[Path, P
     return root, hold
 
 
-def _start_runner(root: Path, *args: str) -> subprocess.Popen:
+@pytest.fixture
+def runner_procs():
+    """Runners started by a test; killed if the test fails and leaves one behind (their workers
+    then get SIGTERM from the kernel)."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def _start_runner(procs: list, root: Path, *args: str) -> subprocess.Popen:
     """The CLI in its own process group, as a shell runs a foreground job."""
-    return subprocess.Popen([sys.executable, "-m", "countingargs", "rebuild", "--profile", "quick",
+    procs.append(subprocess.Popen([sys.executable, "-m", "countingargs", "rebuild", "--profile", "quick",
                              "--jobs", "2", "--root", str(root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True))
+    return procs[-1]
 
 
 def _two_running(hold: Path, proc: subprocess.Popen) -> dict[str, tuple[int, int]]:
@@ -47,9 +60,9 @@ def _two_running(hold: Path, proc: subprocess.Popen) -> dict[str, tuple[int, int
     return pids
 
 
-def test_ctrl_c_cancels_queued_stops_kernels_moves_nothing_and_exits_130(tmp_path):
+def test_ctrl_c_cancels_queued_stops_kernels_moves_nothing_and_exits_130(tmp_path, runner_procs):
     root, hold = _held_book(tmp_path)
-    proc = _start_runner(root)
+    proc = _start_runner(runner_procs, root)
     pids = _two_running(hold, proc)
     os.killpg(proc.pid, signal.SIGINT)            # what Ctrl-C in a terminal sends
     (hold / "go").write_text("")                  # a kernel still alive would now write its outputs
@@ -69,9 +82,9 @@ def test_ctrl_c_cancels_queued_stops_kernels_moves_nothing_and_exits_130(tmp_pat
         pass
 
 
-def test_sigkill_of_the_runner_leaves_no_worker_or_kernel_and_moves_nothing(tmp_path):
+def test_sigkill_of_the_runner_leaves_no_worker_or_kernel_and_moves_nothing(tmp_path, runner_procs):
     root, hold = _held_book(tmp_path)
-    proc = _start_runner(root)
+    proc = _start_runner(runner_procs, root)
     pids = _two_running(hold, proc)
     proc.kill()
     proc.communicate(timeout=30)
@@ -87,9 +100,9 @@ def test_sigkill_of_the_runner_leaves_no_worker_or_kernel_and_moves_nothing(tmp_
         pass
 
 
-def test_second_run_on_one_root_is_refused_and_a_parallel_failure_is_reported(tmp_path):
+def test_second_run_on_one_root_is_refused_and_a_parallel_failure_is_reported(tmp_path, runner_procs):
     root, hold = _held_book(tmp_path, extra={"02_b": ", fail: true"})
-    proc = _start_runner(root)
+    proc = _start_runner(runner_procs, root)
     _two_running(hold, proc)
     for cmd in (["rebuild", "--profile", "quick"], ["render"]):
         second = cli(root, *cmd)

@@ -301,7 +301,7 @@ def _finish(ctx: _Context, task: Task, result: dict | None) -> Outcome:
     """After the worker exited: report a failure, or stage and commit the outputs."""
     job: Job = task.extra["job"]
     tmp = task.workdir
-    res_tmp, fig_tmp, out_nb = tmp / "results", tmp / "figures", tmp / f"{job.name}.ipynb"
+    res_tmp, out_nb = tmp / "results", tmp / f"{job.name}.ipynb"
     seconds = (result or {}).get("seconds", 0.0)
     if result is None:
         code = task.proc.returncode if task.proc else None
@@ -314,15 +314,36 @@ def _finish(ctx: _Context, task: Task, result: dict | None) -> Outcome:
     if not (res_tmp / "run.json").exists():
         return _failed(ctx, job, seconds, f"notebook {job.name} ran but never called run.finish(): "
                        "no run.json written, so its outputs were not moved into place", out_nb)
-    targets = _targets(ctx, job)
     try:
-        run_info = json.loads((res_tmp / "run.json").read_text())
-    except ValueError as exc:
-        return _failed(ctx, job, seconds, f"notebook {job.name}: run.json is not valid JSON ({exc})", out_nb)
+        moves, remove = _stage(ctx, task, seconds)
+    except (OSError, ValueError) as exc:
+        return _failed(ctx, job, seconds, f"notebook {job.name} ran, but its outputs could not be "
+                       f"prepared: {type(exc).__name__}: {exc}", out_nb)
+    try:
+        commit(ctx.root, moves, remove, tmp / "backup")
+    except CommitError as exc:
+        return _failed(ctx, job, seconds, _commit_failure(ctx, task, exc),
+                       out_nb if out_nb.exists() else res_tmp / out_nb.name)
+    stale = ctx.root / "failures" / job.variant / f"{job.name}.ipynb"
+    if stale.exists():
+        stale.unlink()
+    targets = _targets(ctx, job)
+    where = "" if targets.published and not job.overrides else \
+        f" -> {targets.results.relative_to(ctx.root)}/" + (" (published in the book)" if targets.published else "")
+    return Outcome(job.name, "ran", seconds, where, variant=job.variant)
+
+
+def _stage(ctx: _Context, task: Task, seconds: float) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Clean the executed notebook, write provenance.json (with the hash of every output as it
+    will be placed) and return the moves (staged -> final) and the files to remove (figures of
+    this notebook's earlier run that it no longer draws)."""
+    job: Job = task.extra["job"]
+    tmp = task.workdir
+    res_tmp, fig_tmp, out_nb = tmp / "results", tmp / "figures", tmp / f"{job.name}.ipynb"
+    targets = _targets(ctx, job)
+    run_info = json.loads((res_tmp / "run.json").read_text())
     started = task.extra["started"]
     _finalise_notebook(out_nb, job, ctx.profile, ctx.root, tmp, targets, ctx.commit, started, seconds)
-
-    # stage: the files as they will be placed
     figures = {targets.figures / p.name: p for p in sorted(fig_tmp.iterdir()) if p.is_file()}
     placed = {targets.notebook: out_nb, **figures}
     placed.update({targets.results / p.name: p for p in sorted(res_tmp.iterdir()) if p.is_file()})
@@ -356,37 +377,29 @@ def _finish(ctx: _Context, task: Task, result: dict | None) -> Outcome:
         moves = [(res_tmp, targets.results), *((p, dst) for dst, p in figures.items()),
                  (out_nb, targets.notebook)]
         old, _ = read_provenance(targets.results)
-        old_figs = (old or {}).get("figure_files") or {}
-        remove = [targets.figures / f for f in old_figs
+        remove = [targets.figures / f for f in ((old or {}).get("figure_files") or {})
                   if targets.figures / f not in figures and (targets.figures / f).exists()]
     else:  # an unpublished override run: everything inside its own results folder
         os.rename(fig_tmp, res_tmp / "figures")
         os.rename(out_nb, res_tmp / out_nb.name)
         moves, remove = [(res_tmp, targets.results)], []
     write_provenance(res_tmp, prov)
+    return moves, remove
+
+
+def _commit_failure(ctx: _Context, task: Task, exc: CommitError) -> str:
+    job: Job = task.extra["job"]
+    msg = f"notebook {job.name} ran, but its outputs could not be moved into place: {exc}. "
+    if exc.rolled_back:
+        return msg + "Nothing was changed: its results, figures and executed notebook are as before."
+    kept = ctx.root / "failures" / job.variant / f"{job.name}.earlier-outputs"
     try:
-        commit(ctx.root, moves, remove, tmp / "backup")
-    except CommitError as exc:
-        staged_nb = out_nb if out_nb.exists() else res_tmp / out_nb.name
-        msg = f"notebook {job.name} ran, but its outputs could not be moved into place: {exc}. "
-        if exc.rolled_back:
-            msg += "Nothing was changed: its results, figures and executed notebook are as before."
-        else:
-            kept = ctx.root / "failures" / job.variant / f"{job.name}.earlier-outputs"
-            try:
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(tmp / "backup", kept)
-                msg += f"The earlier outputs that could not be put back are in {kept.relative_to(ctx.root)}."
-            except OSError:
-                task.extra["keep_tmp"] = True
-                msg += f"The earlier outputs that could not be put back are in {(tmp / 'backup').relative_to(ctx.root)}."
-        return _failed(ctx, job, seconds, msg, staged_nb)
-    stale = ctx.root / "failures" / job.variant / f"{job.name}.ipynb"
-    if stale.exists():
-        stale.unlink()
-    where = "" if targets.published and not job.overrides else \
-        f" -> {targets.results.relative_to(ctx.root)}/" + (" (published in the book)" if targets.published else "")
-    return Outcome(job.name, "ran", seconds, where, variant=job.variant)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(task.workdir / "backup", kept)
+    except OSError:
+        task.extra["keep_tmp"] = True
+        kept = task.workdir / "backup"
+    return msg + f"The earlier outputs that could not be put back are in {kept.relative_to(ctx.root)}."
 
 
 # ---------------------------------------------------------------------------------------------
