@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,50 @@ def test_one_progress_line_per_running_notebook():
     quiet.set("01_a", "cell 1/2")
     quiet.log("message")
     assert logged[-1] == "message" and quiet.stream.getvalue() == ""
+
+
+def test_on_a_terminal_each_running_notebook_has_one_status_line(tmp_path, runner_procs):
+    root, hold = _held_book(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "countingargs", "rebuild", "--profile", "quick",
+                             "--jobs", "2", "--root", str(root)], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, start_new_session=True,
+                            env={**os.environ, "COLUMNS": "100"})
+    runner_procs.append(proc)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    _two_running(hold, proc)
+
+    def screen():
+        return _screen(b"".join(chunks).decode(errors="replace").replace("\r", ""))
+
+    def status_lines():
+        return [ln for ln in screen() if ln.startswith("  0")]
+
+    assert wait_for(lambda: len(status_lines()) == 2 and all("cell 3/5" in ln for ln in status_lines()),
+                    timeout=30), screen()
+    for _ in range(3):   # as the seconds tick, the lines are redrawn in place, never added
+        wait_for(lambda: False, timeout=1.1)
+        lines = status_lines()
+        assert [ln.split(":")[0] for ln in lines] == ["  01_a", "  02_b"], screen()
+    (hold / "go").write_text("")
+    assert proc.wait(timeout=120) == 0
+    reader.join(timeout=10)
+    os.close(master)
+    final = screen()
+    assert not [ln for ln in final if ln.startswith("  0")], final   # no status line left behind
+    assert any("rebuild quick: 3 ran, 0 skipped, 0 failed" in ln for ln in final), final
+    assert sum("03_c (quick): done" in ln for ln in final) == 1, final
