@@ -22,12 +22,16 @@ hold = ""        # a folder: write <name>.started there, then wait for a file "g
 '''
 BODY = '''import json, os, pathlib, time
 res, figs = pathlib.Path(results_dir), pathlib.Path(figures_dir)
-if hold:
-    pathlib.Path(hold, "{name}.started").write_text(f"{{os.getpid()}} {{os.getppid()}}")
+if hold:  # a child process of the kernel too, as a notebook starting workers would have
+    import subprocess, sys
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    pathlib.Path(hold, "{name}.started").write_text(f"{{os.getpid()}} {{os.getppid()}} {{child.pid}}")
     for _ in range(1200):
         if pathlib.Path(hold, "go").exists():
             break
         time.sleep(0.05)
+    child.kill()
+    child.wait()
 (res / "squares.csv").write_text("i,sq\\n" + "".join(f"{{i}},{{scale * i * i}}\\n" for i in range(n)))
 (res / "glue.json").write_text(json.dumps({{"total": sum(scale * i * i for i in range(n))}}))
 (figs / "{name}-line.png").write_bytes(b"not really a png " + str(n).encode())
@@ -109,11 +113,12 @@ def wait_for(cond, timeout=60.0, step=0.05) -> bool:
     return cond()
 
 
-def started_pids(hold: Path) -> dict[str, tuple[int, int]]:
-    """{notebook: (kernel pid, worker pid)} from the markers the held notebooks write."""
+def started_pids(hold: Path) -> dict[str, tuple[int, ...]]:
+    """{notebook: (kernel pid, worker pid, pid of the kernel's child)} from the markers the held
+    notebooks write."""
     out = {}
     for p in hold.glob("*.started"):
         text = p.read_text().split()
-        if len(text) == 2:
-            out[p.stem] = (int(text[0]), int(text[1]))
+        if len(text) == 3:
+            out[p.stem] = tuple(int(t) for t in text)
     return out

@@ -67,17 +67,17 @@ def test_ctrl_c_cancels_queued_stops_kernels_moves_nothing_and_exits_130(tmp_pat
     proc = _start_runner(runner_procs, root)
     pids = _two_running(hold, proc)
     os.killpg(proc.pid, signal.SIGINT)            # what Ctrl-C in a terminal sends
-    (hold / "go").write_text("")                  # a kernel still alive would now write its outputs
     out, err = proc.communicate(timeout=60)
+    # the runner stopped every worker, kernel and kernel's child before it exited
+    every = [pid for trio in pids.values() for pid in trio]
+    assert not [p for p in every if alive(p)], f"alive when the runner exited: {every}"
     assert proc.returncode == 130, (out, err)
     assert ("interrupted (SIGINT): cancelled 01_a (running, stopped), 02_b (running, stopped), "
             "03_c (queued); nothing of theirs was moved into place") in err, err
     assert "Traceback" not in err
-    every = [pid for pair in pids.values() for pid in pair]
-    assert wait_for(lambda: not any(alive(p) for p in every), timeout=5), \
-        [p for p in every if alive(p)]
     assert not (hold / "03_c.started").exists()
-    wait_for(lambda: False, timeout=1.5)          # give a surviving kernel time to write
+    (hold / "go").write_text("")                  # a kernel still alive would now write its outputs
+    wait_for(lambda: False, timeout=1.5)
     assert snapshot(root) == {}
     assert not (root / ".rebuild-tmp").exists() and not (root / "failures").exists()
     with root_lock(root, "test"):                 # the lock was released
@@ -90,10 +90,12 @@ def test_sigkill_of_the_runner_leaves_no_worker_or_kernel_and_moves_nothing(tmp_
     pids = _two_running(hold, proc)
     proc.kill()
     proc.communicate(timeout=30)
-    (hold / "go").write_text("")
-    every = [pid for pair in pids.values() for pid in pair]
+    # the kernels are still inside a cell (waiting for "go"), so only the workers' watch on their
+    # runner can end them
+    every = [pid for trio in pids.values() for pid in trio]
     assert wait_for(lambda: not any(alive(p) for p in every), timeout=15), \
         f"still alive after the runner was killed: {[p for p in every if alive(p)]}"
+    (hold / "go").write_text("")
     wait_for(lambda: False, timeout=1.5)
     assert snapshot(root) == {}
     tmp = root / ".rebuild-tmp"
