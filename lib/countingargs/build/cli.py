@@ -79,11 +79,17 @@ def render(root: Path, quiet: bool = False) -> int:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
     warnings = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        if WARNING_RE.search(line):
-            warnings.append(line.rstrip())
-    rc = proc.wait()
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if WARNING_RE.search(line):
+                warnings.append(line.rstrip())
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        print("render: interrupted; _build/html is incomplete", file=sys.stderr)
+        return 130
     ok = rc == 0 and not warnings
     note = "" if ok else f" (exit code {rc}, {len(warnings)} warning(s))"
     print(f"render: {'ok' if ok else 'FAILED'}{note} in {time.perf_counter() - t0:.1f}s "
@@ -229,8 +235,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted (SIGINT) before any notebook started; nothing was changed",
-              file=sys.stderr)
+        print("error: interrupted (SIGINT) before any notebook started", file=sys.stderr)
         return 130
 
 
