@@ -215,7 +215,7 @@ def test_on_a_terminal_each_running_notebook_has_one_status_line(tmp_path, runne
     def status_lines():
         return [ln for ln in screen() if ln.startswith("  0")]
 
-    assert wait_for(lambda: len(status_lines()) == 2 and all("cell 3/5" in ln for ln in status_lines()),
+    assert wait_for(lambda: len(status_lines()) == 2 and all("cell 4/6" in ln for ln in status_lines()),
                     timeout=30), screen()
     for _ in range(3):   # as the seconds tick, the lines are redrawn in place, never added
         wait_for(lambda: False, timeout=1.1)

@@ -30,6 +30,7 @@ Where outputs go: a profile's run writes ``results/<profile>/<name>/``, ``book/f
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -50,7 +51,7 @@ from .outputs import (CommitError, Targets, commit, output_hashes, read_provenan
                       why_stale, write_provenance)
 from .profiles import Job, load_profiles, plan, timeout_of
 from .provenance import commit_info, package_versions, sha256 as _sha
-from .sources import RUNNER_PARAMS, code_sources, render_parameters
+from .sources import RUNNER_PARAMS, code_sources, parameters_cell, render_parameters, without_comments
 from .supervisor import Interrupted, Progress, Task, run_tasks, worker_log_tail
 
 __all__ = ["RebuildError", "Interrupted", "Job", "Outcome", "find_root", "check_root", "plan",
@@ -215,8 +216,8 @@ def _finalise_notebook(out_nb: Path, job: Job, profile: str, root: Path, tmp: Pa
         tags = c.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags:
             continue
-        if "parameters" in tags:
-            c.source = render_parameters(c.source, used)
+        if "parameters" in tags:   # the cell as written (with its comments), with the values used
+            c.source = render_parameters(parameters_cell(job.nb, job.source.name).source, used)
         cells.append(c)
     banner = nbformat.v4.new_markdown_cell(_banner(job, profile, commit, started, seconds))
     banner.metadata["tags"] = ["provenance"]
@@ -268,7 +269,10 @@ def _prepare(ctx: _Context, task: Task) -> None:
     res_tmp.mkdir()
     fig_tmp.mkdir()
     src_nb = tmp / f"{job.name}.source.ipynb"
-    nbformat.write(job.nb, src_nb)
+    nb = copy.deepcopy(job.nb)
+    cell = parameters_cell(nb, job.source.name)
+    cell.source = without_comments(cell.source)
+    nbformat.write(nb, src_nb)
     (res_tmp / "parameters.json").write_text(json.dumps(job.resolved, indent=2, sort_keys=True) + "\n")
     params = {**job.resolved, "profile": ctx.profile, "results_dir": str(res_tmp),
               "figures_dir": str(fig_tmp)}

@@ -117,6 +117,13 @@ def declared_parameters(path: Path, nb=None) -> dict[str, Any]:
     return {k: p.default for k, p in parameter_specs(path, nb).items()}
 
 
+def without_comments(source: str) -> str:
+    """The parameters cell ``source`` as bare ``name = value`` lines: what papermill reads (its
+    own parser takes the ``=`` of a declared range such as ``# >= 2`` for a second assignment)."""
+    tree = ast.parse(source)
+    return "\n".join(ast.get_source_segment(source, node) for node in tree.body) + "\n"
+
+
 def render_parameters(source: str, values: dict[str, Any]) -> str:
     """The parameters cell ``source`` with the value of each name in ``values`` written in place
     of its default (comments, order and layout kept), so the executed notebook shows one

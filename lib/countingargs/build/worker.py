@@ -52,7 +52,8 @@ def _kill_children() -> None:
             k.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(kids, timeout=5)
+    # reap our own children; grandchildren are dead (SIGKILL) and reaped by whoever adopts them
+    psutil.wait_procs([k for k in kids if k.pid in {c.pid for c in me.children()}], timeout=5)
 
 
 def _shutdown(code: int) -> None:
@@ -154,9 +155,14 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_runner, daemon=True).start()
     _die_with_runner(spec["runner_pid"])
     result = run(spec)
+    if not _once.acquire(blocking=False):
+        # another thread is shutting down (the runner is gone): it removes the folder and exits
+        threading.Event().wait()
     tmp = Path(spec["result"]).with_suffix(".tmp")
     tmp.write_text(json.dumps(result) + "\n")
     tmp.replace(spec["result"])
+    if os.getppid() != spec["runner_pid"]:  # the runner died meanwhile: nobody will read this
+        shutil.rmtree(spec["workdir"], ignore_errors=True)
     return 0
 
 
