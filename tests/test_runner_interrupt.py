@@ -66,11 +66,27 @@ def test_ctrl_c_cancels_queued_stops_kernels_moves_nothing_and_exits_130(tmp_pat
     root, hold = _held_book(tmp_path)
     proc = _start_runner(runner_procs, root)
     pids = _two_running(hold, proc)
-    os.killpg(proc.pid, signal.SIGINT)            # what Ctrl-C in a terminal sends
-    out, err = proc.communicate(timeout=60)
-    # the runner stopped every worker, kernel and kernel's child before it exited
     every = [pid for trio in pids.values() for pid in trio]
-    assert not [p for p in every if alive(p)], f"alive when the runner exited: {every}"
+    err_lines: list[str] = []
+    alive_when_reported: list[int] = []
+
+    def read_stderr():
+        for line in proc.stderr:
+            if "interrupted (SIGINT)" in line:   # the runner is still running here
+                alive_when_reported.extend(p for p in every if alive(p))
+            err_lines.append(line)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    os.killpg(proc.pid, signal.SIGINT)            # what Ctrl-C in a terminal sends
+    out = proc.stdout.read()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(err_lines)
+    # the runner stopped every worker, kernel and kernel's child before it said so (and so
+    # before it exited and the workers' own watch on it could act)
+    assert not alive_when_reported, f"alive when the runner reported the interrupt: {alive_when_reported}"
+    assert not [p for p in every if alive(p)], f"alive after the runner exited: {every}"
     assert proc.returncode == 130, (out, err)
     assert ("interrupted (SIGINT): cancelled 01_a (running, stopped), 02_b (running, stopped), "
             "03_c (queued); nothing of theirs was moved into place") in err, err
