@@ -227,7 +227,8 @@ def synthetic(Ks=(4, 16, 64), ks=(1, 3), seeds=range(5), *, llc_gap=lambda K, k:
                          for c in range(4)])
     sens = pd.concat([pd.DataFrame(llcs).query("level == 'main'").assign(setting=x)
                       for x in ("main", "alternative")], ignore_index=True)
-    params = dict(m=10, ks=list(ks), Ks=list(Ks), seeds=len(list(seeds)), vol_tol=0.01, vol_rhos=[0.01])
+    params = dict(m=10, s=4, ks=list(ks), Ks=list(Ks), seeds=len(list(seeds)), vol_tol=0.01,
+                  vol_rhos=[0.01])
     tables = dict(main_networks=main, main_llc=pd.DataFrame(llcs), main_volume=pd.DataFrame(vols),
                   side_networks=side, wd_networks=pd.DataFrame(wd), llc_toys=toys,
                   llc_sensitivity=sens)
@@ -369,3 +370,14 @@ def test_route_classes_and_index():
     assert list(A.route_class(follow, held)) == ["derive", "derive", "memorise", "mixed", "memorise"]
     assert list(A.memory_key(follow)) == ["description", "description", "identifier", "both", "description"]
     np.testing.assert_allclose(A.derivation_index(follow, held), [1.0, 0.81, 0.0, 0.25, 0.1])
+
+
+def test_dual_table_names_the_dominant_route():
+    tables, _ = synthetic(dual_excess=0.5)
+    d = A.dual_table(tables["wd_networks"])
+    assert (d.dominant == "derive").all() and (d.lower_objective == "derive").all()
+    assert (d.free_derive == 5).all()
+    wd = tables["wd_networks"].copy()
+    wd.loc[wd.condition == "derive", "loss"] = 1.0      # derive: lower norm, higher loss
+    d = A.dual_table(wd)
+    assert (d.dominant == "neither").all() and (d.lower_objective == "memorise").all()

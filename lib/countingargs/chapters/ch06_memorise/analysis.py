@@ -322,6 +322,29 @@ def verdict_dual(wd: pd.DataFrame) -> tuple[Verdict, dict]:
     return Verdict(MIXED, f"the excess {est:.3g} (interval {span}) straddles the margin {DUAL_MARGIN:g}"), info
 
 
+def dual_table(wd: pd.DataFrame) -> pd.DataFrame:
+    """Per coupled-L2 cell (decay, K, k): the mean loss, squared norm and objective of each
+    route, which route dominates (lower loss *and* lower norm: both dual formulations pick it at
+    any level), which has the lower objective, and where the free networks land."""
+    t = wd[wd.decay == "coupled"].copy()
+    t["J"] = t.loss + 0.5 * t.weight_decay * t.norm_sq
+    t["route"] = route_class(t.follow_desc, t.heldout_acc)
+    mean = t.groupby(["arm", "weight_decay", "K", "k", "condition"])[["loss", "norm_sq", "J"]].mean()
+    mean = mean.unstack("condition")
+    mean.columns = [f"{a}_{b}" for a, b in mean.columns]
+    mean = mean.reset_index()
+    lm, ld = mean.loss_memorise, mean.loss_derive
+    nm, nd = mean.norm_sq_memorise, mean.norm_sq_derive
+    mean["dominant"] = np.where((ld <= lm) & (nd <= nm), "derive",
+                                np.where((lm <= ld) & (nm <= nd), "memorise", "neither"))
+    mean["lower_objective"] = np.where(mean.J_derive <= mean.J_memorise, "derive", "memorise")
+    free = t[t.condition == "free"].groupby(["arm", "K", "k"]).route
+    counts = free.value_counts().unstack(fill_value=0).reindex(columns=["derive", "memorise", "mixed"],
+                                                               fill_value=0)
+    counts.columns = [f"free_{c}" for c in counts.columns]
+    return mean.merge(counts.reset_index(), on=["arm", "K", "k"], how="left")
+
+
 def verdict_memorisation(nets: pd.DataFrame, m: int) -> tuple[Verdict, dict]:
     """"Complete memorisation is highly unlikely": among reached free networks with more
     environments than description bits (K > m, where a description cannot serve as a linear
@@ -400,13 +423,7 @@ def analyse(tables: dict, params: dict) -> Findings:
     g = _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_dual, i_mem,
               verdicts, rob, tables)
     led = ledger(verdicts, i_premise, i_speed, i_depth, i_dual, i_mem, g)
-    dual = dual_cells(tables["wd_networks"])
-    dual_summary = (dual.groupby(["arm", "weight_decay", "K", "k"])
-                    .agg(J_memorise=("memorise", "mean"), J_derive=("derive", "mean"),
-                         J_free=("free", "mean"), excess=("excess", "mean"),
-                         n_best_derive=("best", lambda s: int((s == "derive").sum())),
-                         n_free_derive=("route", lambda s: int((s == "derive").sum())),
-                         n=("seed", "size")).reset_index())
+    dual_summary = dual_table(tables["wd_networks"])
     return Findings(glue=g, tables={"route_cells": routes_all, "complexity_cells": cells,
                                     "crossovers": cross, "premise_robustness": rob,
                                     "dual_cells": dual_summary, "ledger": led})
@@ -424,6 +441,11 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["premise_cells"] = i_premise["n_cells"]
     g["premise_derives"] = i_premise["n_derives"]
     g["premise_not"] = i_premise["n_not"]
+    for k in ks:     # the same rule, one difficulty at a time
+        v, i = verdict_premise(cc[MAIN_MEASURE][cc[MAIN_MEASURE].k == k], routes[routes.k == k])
+        g[f"premise_k{k}"] = v.label
+        g[f"premise_cells_k{k}"] = i["n_cells"]
+        g[f"premise_derives_k{k}"] = i["n_derives"]
     g["speed_cells"] = i_speed["n_cells"]
     g["speed_followed"] = i_speed["n_speed"]
     g["speed_simple"] = i_speed["n_simple"]
@@ -462,6 +484,12 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
         g[f"llc_mem_kmax_k{k}"] = _num(c.memorise.iloc[0]) if len(c) else math.nan
         g[f"llc_der_kmax_k{k}"] = _num(c.derive.iloc[0]) if len(c) else math.nan
         g[f"der_heldout_kmax_k{k}"] = _num(c.derive_heldout.iloc[0]) if len(c) else math.nan
+    kmin = int(routes.K.min())
+    small = cplx[(cplx.level == "main") & (cplx.K == kmin) & cplx.reached.astype(bool)]
+    g["K_min"] = kmin
+    g["llc_kmin_memorise"] = _num(small[small.condition == "memorise"].llc.mean())
+    g["llc_kmin_derive"] = _num(small[small.condition == "derive"].llc.mean())
+    g["llc_kmin_equations"] = kmin * int(params["s"]) / 2
     free_k = cplx[(cplx.level == "main") & (cplx.condition == "free") & (cplx.K == kmax)]
     g["llc_free_kmax"] = _num(free_k.llc.mean())
     # how the premise fares under the other measures and arms
@@ -510,64 +538,48 @@ def ledger(verdicts, i_premise, i_speed, i_depth, i_dual, i_mem, g) -> pd.DataFr
                "momentum) stopped at matched training loss; simplicity = LLC")
     n_p = i_premise["n_cells"]
     sh_p = stats.proportion_interval(i_premise["n_derives"], n_p) if n_p else (math.nan,) * 3
-    rows = [
-        report.ledger_row(
-            id="06-premise", chapter=CHAPTER,
-            claim="Where the training specification is large enough that deriving it is simpler "
-                  "than memorising it, SGD derives it.",
-            who="Hubinger", quote="directly memorizing pointers to that information",
-            source=SOURCE + ", Hubinger's list of what he thinks", version=version,
-            claim_side=report.PROPONENT, effect_name="share of derive-simpler cells where SGD derives",
-            effect=_nan(sh_p[0]), effect_lo=_nan(sh_p[1]), effect_hi=_nan(sh_p[2]),
-            units="share of cells", verdict=verdicts["premise"].label,
-            finding=verdicts["premise"].reason + ".", figure=FIG_ROUTES),
-        report.ledger_row(
-            id="06-memorisation", chapter=CHAPTER,
-            claim="Complete memorisation of the training answers is unlikely under the inductive "
-                  "biases.",
-            who="Hubinger", quote="highly unlikely under the inductive biases",
-            source=SOURCE + ", Hubinger's list of what he thinks",
-            version=version + "; all difficulties, K above the description's 10 bits",
-            claim_side=report.PROPONENT, effect_name="share of free networks that derived nothing",
-            effect=_nan(i_mem["share"]), effect_lo=_nan(i_mem["lo"]), effect_hi=_nan(i_mem["hi"]),
-            units="share of networks", verdict=verdicts["memorisation"].label,
-            finding=verdicts["memorisation"].reason + ".", figure=FIG_ROUTES),
-        report.ledger_row(
-            id="06-speed", chapter=CHAPTER,
-            claim="The route SGD takes follows which route reaches the loss first, not which is "
-                  "simpler.",
-            who="Turner (the dynamical reading)",
-            quote="locally reduce loss along the locally steepest direction",
-            source=SOURCE + ", Turner's reply on what training selects for",
-            version=version + "; speed = steps of the restricted networks to the matched loss",
-            claim_side=report.SCEPTIC, effect_name="share of disagreeing cells where SGD took the faster route",
-            effect=_nan(i_speed["share"]), effect_lo=_nan(i_speed["lo"]), effect_hi=_nan(i_speed["hi"]),
-            units="share of cells", verdict=verdicts["speed"].label,
-            finding=verdicts["speed"].reason + ".", figure=FIG_COMPLEXITY),
-        report.ledger_row(
-            id="06-depth", chapter=CHAPTER,
-            claim="Derivation costs computation that training penalises, so the harder the "
-                  "derivation the more environments it takes before SGD derives.",
-            who="Pope", quote="pays a complexity penalty for runtime computations",
-            source=SOURCE + ", Pope's reply to Hubinger",
-            version=version + f"; difficulty = parity order k = {i_depth['k_lo']} vs {i_depth['k_hi']}",
-            claim_side=report.SCEPTIC, effect_name="mean derivation index, easiest minus hardest k",
-            effect=_nan(i_depth["effect"]), effect_lo=_nan(i_depth["lo"]), effect_hi=_nan(i_depth["hi"]),
-            units="derivation index (0 to 1)", verdict=verdicts["depth"].label,
-            finding=verdicts["depth"].reason + ".", figure=FIG_ROUTES),
-        report.ledger_row(
-            id="06-dual", chapter=CHAPTER,
-            claim="SGD selects on a combination of loss and inductive bias: with an explicit L2 "
-                  "penalty it ends at the route that minimises loss plus penalty.",
-            who="Hubinger (disputed by Turner)", quote="two dual optimization problems",
-            source=SOURCE + ", Hubinger's reply to Turner",
-            version=version.replace("stopped at matched training loss", "trained long with "
-                                    "coupled L2 weight decay") + "; complexity = squared norm",
-            claim_side=report.PROPONENT, effect_name="relative excess of the free network's objective",
-            effect=_nan(i_dual["effect"]), effect_lo=_nan(i_dual["lo"]), effect_hi=_nan(i_dual["hi"]),
-            units="fraction of the better route's objective", verdict=verdicts["dual"].label,
-            finding=verdicts["dual"].reason + ".", figure=FIG_DUAL),
+    listing = SOURCE + ", Hubinger's list of what he thinks"
+    specs = [  # id, claim, who, quote, source, version, side, effect name, (est, lo, hi), units, verdict, figure
+        ("06-premise", "Where the training specification is large enough that deriving it is "
+         "simpler than memorising it, SGD derives it.", "Hubinger",
+         "directly memorizing pointers to that information", listing, version, report.PROPONENT,
+         "share of derive-simpler cells where SGD derives", sh_p, "share of cells", "premise",
+         FIG_ROUTES),
+        ("06-memorisation", "Complete memorisation of the training answers is unlikely under the "
+         "inductive biases.", "Hubinger", "highly unlikely under the inductive biases", listing,
+         version + "; all difficulties, K above the description's 10 bits", report.PROPONENT,
+         "share of free networks that derived nothing",
+         (i_mem["share"], i_mem["lo"], i_mem["hi"]), "share of networks", "memorisation", FIG_ROUTES),
+        ("06-speed", "The route SGD takes follows which route reaches the loss first, not which "
+         "is simpler.", "Turner (the dynamical reading)",
+         "locally reduce loss along the locally steepest direction",
+         SOURCE + ", Turner's reply on what training selects for",
+         version + "; speed = steps of the restricted networks to the matched loss", report.SCEPTIC,
+         "share of disagreeing cells where SGD took the faster route",
+         (i_speed["share"], i_speed["lo"], i_speed["hi"]), "share of cells", "speed", FIG_COMPLEXITY),
+        ("06-depth", "Derivation costs computation that training penalises, so the harder the "
+         "derivation the more environments it takes before SGD derives.", "Pope",
+         "pays a complexity penalty for runtime computations", SOURCE + ", Pope's reply to Hubinger",
+         version + f"; difficulty = parity order k = {i_depth['k_lo']} vs {i_depth['k_hi']}",
+         report.SCEPTIC, "mean derivation index, easiest minus hardest k",
+         (i_depth["effect"], i_depth["lo"], i_depth["hi"]), "derivation index (0 to 1)", "depth",
+         FIG_ROUTES),
+        ("06-dual", "SGD selects on a combination of loss and inductive bias: with an explicit L2 "
+         "penalty it ends at the route that minimises loss plus penalty.",
+         "Hubinger (disputed by Turner)", "two dual optimization problems",
+         SOURCE + ", Hubinger's reply to Turner",
+         version.replace("stopped at matched training loss", "trained long with coupled L2 "
+                         "weight decay") + "; complexity = squared norm", report.PROPONENT,
+         "relative excess of the free network's objective",
+         (i_dual["effect"], i_dual["lo"], i_dual["hi"]), "fraction of the better route's objective",
+         "dual", FIG_DUAL),
     ]
+    rows = [report.ledger_row(id=i, chapter=CHAPTER, claim=claim, who=who, quote=quote, source=src,
+                              version=ver, claim_side=side, effect_name=name, effect=_nan(est[0]),
+                              effect_lo=_nan(est[1]), effect_hi=_nan(est[2]), units=units,
+                              verdict=verdicts[key].label, finding=verdicts[key].reason + ".",
+                              figure=fig)
+            for i, claim, who, quote, src, ver, side, name, est, units, key, fig in specs]
     return report.ledger_table(rows)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 import pandas as pd
 
 from ...figures import figure
@@ -16,6 +16,14 @@ def _log2_axis(ax, Ks):
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(Ks), [str(int(k)) for k in Ks])
     ax.minorticks_off()
+
+
+def _legend_below(fig, axes, ncol: int, dy: float, **kw):
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, dy),
+               frameon=False, **kw)
+    fig.tight_layout()
+    return fig
 
 
 def _routes(tables) -> pd.DataFrame:
@@ -53,10 +61,7 @@ def routes(tables, params):
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("share / index / accuracy")
     axes[0][0].text(m, 0.02, f" K ≤ m = {m}", fontsize=7, ha="right", color="0.4")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.08), frameon=False)
-    fig.tight_layout()
-    return fig
+    return _legend_below(fig, axes, 4, -0.08)
 
 
 @figure("memorise-ablations")
@@ -82,10 +87,7 @@ def ablations(tables, params):
         ax.set_xlabel("training environments K (log scale)")
         ax.set_title(f"k = {k}")
     axes[0][0].set_ylabel("loss increase (half MSE)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.08), frameon=False)
-    fig.tight_layout()
-    return fig
+    return _legend_below(fig, axes, 4, -0.08)
 
 
 @figure("memorise-complexity")
@@ -116,10 +118,7 @@ def complexity(tables, params):
                     ax.set_ylabel(f"{meas}:\nmemorise − derive", fontsize=8)
                 if i == len(measures) - 1:
                     ax.set_xlabel("training environments K")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.03), frameon=False)
-    fig.tight_layout()
-    return fig
+    return _legend_below(fig, axes, 2, -0.03)
 
 
 @figure("memorise-dual")
@@ -148,6 +147,8 @@ def dual(tables, params):
             ax.set_xscale("log")
             ax.set_yscale("log")
             for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 axis.set_minor_formatter(NullFormatter())
             ax.tick_params(labelsize=7)
             ax.set_title(f"K = {K}, k = {k}", fontsize=9)
@@ -184,11 +185,7 @@ def robustness(tables, params):
         ax.set_xlabel("training environments K")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("mean derivation index (free)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.16), frameon=False,
-               fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _legend_below(fig, axes, 4, -0.16, fontsize=7)
 
 
 @figure("memorise-llc-check")
