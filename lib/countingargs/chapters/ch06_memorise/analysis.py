@@ -312,14 +312,13 @@ def verdict_dual(wd: pd.DataFrame) -> tuple[Verdict, dict]:
         return Verdict(MIXED, "fewer than two seeds in the weight-decay arms"), info
     est, lo, hi = stats.t_interval(per_seed)
     info.update(effect=est, lo=lo, hi=hi)
-    span = f"[{lo:.3g}, {hi:.3g}]"
+    what = (f"the free network's regularised objective differs from the better restricted "
+            f"route's by a mean fraction {est:+.3g} (interval [{lo:+.3g}, {hi:+.3g}])")
     if hi < DUAL_MARGIN:
-        return Verdict(SUPPORTS, f"the free network's objective exceeds the better route's by "
-                                 f"{est:.3g} (interval {span}), below the margin {DUAL_MARGIN:g}"), info
+        return Verdict(SUPPORTS, f"{what}, below the margin {DUAL_MARGIN:+g}"), info
     if lo > DUAL_MARGIN:
-        return Verdict(CONTRADICTS, f"the free network's objective exceeds the better route's by "
-                                    f"{est:.3g} (interval {span}), above the margin {DUAL_MARGIN:g}"), info
-    return Verdict(MIXED, f"the excess {est:.3g} (interval {span}) straddles the margin {DUAL_MARGIN:g}"), info
+        return Verdict(CONTRADICTS, f"{what}, above the margin {DUAL_MARGIN:+g}"), info
+    return Verdict(MIXED, f"{what}, which straddles the margin {DUAL_MARGIN:+g}"), info
 
 
 def dual_table(wd: pd.DataFrame) -> pd.DataFrame:
@@ -387,6 +386,8 @@ def analyse(tables: dict, params: dict) -> Findings:
 
     v_premise, i_premise = verdict_premise(cc[MAIN_MEASURE], routes)
     v_speed, i_speed = verdict_speed(cc[MAIN_MEASURE], cc["steps"], routes)
+    routes_alt = routes_all[(routes_all.arm == "main") & (routes_all.level == "alt")]
+    v_speed_alt, i_speed_alt = verdict_speed(cc_alt[MAIN_MEASURE], cc_alt["steps"], routes_alt)
     main_free = main[main.level == "main"]
     v_depth, i_depth = verdict_depth(main_free)
     v_dual, i_dual = verdict_dual(tables["wd_networks"])
@@ -410,9 +411,12 @@ def analyse(tables: dict, params: dict) -> Findings:
 
     xs = []
     for meas, c in list(cc.items()) + [(f"{k}@alt", v) for k, v in cc_alt.items()]:
-        x = crossover(c, need_generalise=meas != "steps")
+        x = crossover(c, need_generalise=not meas.startswith("steps"))
         x.insert(0, "what", meas)
         xs.append(x)
+    xm = crossover(cc["steps"], derive_label=MEMORISE_SIMPLER, need_generalise=False)
+    xm.insert(0, "what", "memorise faster")
+    xs.append(xm)
     xb = behaviour_crossover(routes)
     xb.insert(0, "what", "SGD derives")
     xs.append(xb)
@@ -422,6 +426,8 @@ def analyse(tables: dict, params: dict) -> Findings:
                 "memorisation": v_mem}
     g = _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_dual, i_mem,
               verdicts, rob, tables)
+    g["verdict_speed_alt"] = v_speed_alt.label
+    g["speed_alt_followed"], g["speed_alt_simple"] = i_speed_alt["n_speed"], i_speed_alt["n_simple"]
     led = ledger(verdicts, i_premise, i_speed, i_depth, i_dual, i_mem, g)
     dual_summary = dual_table(tables["wd_networks"])
     return Findings(glue=g, tables={"route_cells": routes_all, "complexity_cells": cells,
@@ -441,14 +447,32 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["premise_cells"] = i_premise["n_cells"]
     g["premise_derives"] = i_premise["n_derives"]
     g["premise_not"] = i_premise["n_not"]
+    says = []
     for k in ks:     # the same rule, one difficulty at a time
         v, i = verdict_premise(cc[MAIN_MEASURE][cc[MAIN_MEASURE].k == k], routes[routes.k == k])
         g[f"premise_k{k}"] = v.label
         g[f"premise_cells_k{k}"] = i["n_cells"]
         g[f"premise_derives_k{k}"] = i["n_derives"]
+        says.append(f"at k = {k} deriving is never the simpler route with generalising derive-only "
+                    "networks in the range" if i["n_cells"] == 0 else
+                    f"at k = {k} SGD derives in {i['n_derives']} and does not in {i['n_not']} of "
+                    f"the {i['n_cells']} cells where deriving is simpler")
+    g["say_premise"] = "; ".join(says)
+    n_seeds = int(params["seeds"])
+    need = next((j for j in range(n_seeds + 1) if stats.proportion_interval(j, n_seeds)[1] > 0.5), None)
+    g["needs_txt"] = (f"at least {need} of {n_seeds} seeds" if need is not None
+                      else f"more than the {n_seeds} seeds of this profile")
     g["speed_cells"] = i_speed["n_cells"]
     g["speed_followed"] = i_speed["n_speed"]
     g["speed_simple"] = i_speed["n_simple"]
+    g["say_speed"] = (f"where the simpler and the faster route differ ({i_speed['n_cells']} cells), "
+                      f"SGD took the faster one in {i_speed['n_speed']} and the simpler one in "
+                      f"{i_speed['n_simple']}" if i_speed["n_cells"] else
+                      "the simpler and the faster route never differ clearly")
+    e = i_depth["effect"]
+    g["say_depth"] = ("the two difficulties could not be compared" if not np.isfinite(e) else
+                      f"the mean derivation index is {'lower' if e > 0 else 'higher'} at "
+                      f"k = {i_depth['k_hi']} than at k = {i_depth['k_lo']} by {abs(e):.2f}")
     g["depth_k_lo"], g["depth_k_hi"] = i_depth["k_lo"], i_depth["k_hi"]
     for key in ("effect", "lo", "hi"):
         g[f"depth_{key}"] = _num(i_depth[key])
@@ -469,7 +493,8 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     for k in ks:
         for what, key in (("llc", "kstar_llc"), ("fragility", "kstar_volume"),
                           ("dist_init", "kstar_dist"), ("steps", "kstar_steps"),
-                          ("llc@alt", "kstar_llc_alt"), ("SGD derives", "kstar_sgd")):
+                          ("llc@alt", "kstar_llc_alt"), ("SGD derives", "kstar_sgd"),
+                          ("memorise faster", "kstar_memfast"), ("steps@alt", "kstar_steps_alt")):
             row = cross[(cross.what == what) & (cross.k == k)]
             g[f"{key}_k{k}"] = _fmt_k(float(row.K_star.iloc[0])) if len(row) else "not measured"
     # the largest K: the route picture there
@@ -481,6 +506,7 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
         g[f"share_kmax_k{k}"] = _num(r.derive_share.iloc[0]) if len(r) else math.nan
         g[f"di_kmax_k{k}"] = _num(r.di.iloc[0]) if len(r) else math.nan
         g[f"heldout_kmax_k{k}"] = _num(r.heldout_acc.iloc[0]) if len(r) else math.nan
+        g[f"follow_kmax_k{k}"] = _num(r.follow_desc.iloc[0]) if len(r) else math.nan
         g[f"llc_mem_kmax_k{k}"] = _num(c.memorise.iloc[0]) if len(c) else math.nan
         g[f"llc_der_kmax_k{k}"] = _num(c.derive.iloc[0]) if len(c) else math.nan
         g[f"der_heldout_kmax_k{k}"] = _num(c.derive_heldout.iloc[0]) if len(c) else math.nan
@@ -497,6 +523,22 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["robust_contradicts"] = int((rob.verdict == CONTRADICTS).sum())
     g["robust_mixed"] = int((rob.verdict == MIXED).sum())
     g["robust_n"] = int(len(rob))
+    dt = dual_table(tables["wd_networks"])
+    n_free = dt[["free_derive", "free_memorise", "free_mixed"]].sum(axis=1)
+    match = np.where(dt.lower_objective == "derive", dt.free_derive > n_free / 2, dt.free_derive == 0)
+    g["dual_cells_match"], g["dual_cells_n"] = int(match.sum()), int(len(dt))
+    g["dual_dominant"] = int((dt.dominant != "neither").sum())
+    last = dt[(dt.K == dt.K.max()) & (dt.k == dt.k.max())].sort_values("weight_decay")
+    first = (lambda col: _num(last[col].iloc[0])) if len(last) else (lambda col: -1.0)
+    g["dual_K"] = int(dt.K.max()) if len(dt) else -1
+    g["dual_k"] = int(dt.k.max()) if len(dt) else -1
+    g["dual_wd"] = first("weight_decay")
+    g["dual_norm_mem"] = first("norm_sq_memorise")
+    g["dual_norm_der"] = first("norm_sq_derive")
+    side = tables["side_networks"]
+    stuck = side[~side.reached.astype(bool)]
+    g["side_n"], g["side_stuck"] = int(len(side)), int(len(stuck))
+    g["side_stuck_arms"] = ", ".join(sorted(stuck.arm.unique())) or "none"
     # estimator checks
     toys = tables["llc_toys"]
     tm = toys.groupby("toy").agg(true=("true_lambda", "first"), est=("llc", "mean"))
