@@ -187,9 +187,11 @@ def test_llc_loss_fn_handles_chains_point_major():
 # analysis: synthetic tables
 def net_rows(K, k, seed, cond, *, follow, heldout, steps=100, dist=1.0, reached=True, level="main",
              arm="main", loss=0.001, frozen=True, weight_decay=0.0, norm_sq=10.0, decay="coupled"):
+    costs = {f"loss_{c}": loss + 0.5 for c in ("scramble_id", "zero_id", "scramble_desc", "zero_desc")}
     return dict(arm=arm, weight_decay=weight_decay, decay=decay, frozen=frozen, level=level,
                 K=K, k=k, seed=seed, condition=cond, loss=loss, follow_desc=follow,
-                heldout_acc=heldout, steps=steps, dist_init=dist, reached=reached, norm_sq=norm_sq)
+                heldout_acc=heldout, steps=steps, dist_init=dist, reached=reached, norm_sq=norm_sq,
+                **costs)
 
 
 def synthetic(Ks=(4, 16, 64), ks=(1, 3), seeds=range(5), *, llc_gap=lambda K, k: 10.0,

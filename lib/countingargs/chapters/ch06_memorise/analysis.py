@@ -516,6 +516,11 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["llc_kmin_memorise"] = _num(small[small.condition == "memorise"].llc.mean())
     g["llc_kmin_derive"] = _num(small[small.condition == "derive"].llc.mean())
     g["llc_kmin_equations"] = kmin * int(params["s"]) / 2
+    fr = mm[(mm.condition == "free") & mm.reached.astype(bool) & (mm.K == kmax)]
+    for k in ks:
+        f = fr[fr.k == k]
+        for col in ("scramble_id", "zero_id", "scramble_desc", "zero_desc"):
+            g[f"cost_{col}_k{k}"] = _num((f[f"loss_{col}"] - f.loss).mean()) if len(f) else -1.0
     free_k = cplx[(cplx.level == "main") & (cplx.condition == "free") & (cplx.K == kmax)]
     g["llc_free_kmax"] = _num(free_k.llc.mean())
     # how the premise fares under the other measures and arms
