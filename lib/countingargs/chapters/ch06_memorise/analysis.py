@@ -540,6 +540,30 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["dual_wd"] = first("weight_decay")
     g["dual_norm_mem"] = first("norm_sq_memorise")
     g["dual_norm_der"] = first("norm_sq_derive")
+    dcells = dual_cells(tables["wd_networks"])
+    off = dcells[dcells.route != dcells.best]
+    g["dual_off"], g["dual_off_mixed"] = int(len(off)), int((off.route == "mixed").sum())
+    e = i_dual["effect"]
+    g["say_dual"] = ("could not be computed" if not np.isfinite(e) else
+                     f"is {'lower' if e < 0 else 'higher'} than that of the better restricted route "
+                     f"by a mean fraction {abs(e):.3f}")
+    llc_last = cc["llc"][(cc["llc"].K == g["dual_K"]) & (cc["llc"].k == g["dual_k"])]
+    if len(last) and len(llc_last):
+        by_norm = "derive" if g["dual_norm_der"] < g["dual_norm_mem"] else "memorise"
+        by_llc = "derive" if llc_last["diff"].iloc[0] > 0 else "memorise"
+        g["say_norm_llc"] = (f"by the norm the {by_norm} route is the cheaper one, and by the "
+                             f"LLC (main arm, same K and k) the {by_llc} route is"
+                             + (" too" if by_norm == by_llc else ""))
+    else:
+        g["say_norm_llc"] = "the comparison with the LLC could not be made"
+    cols = {"llc": "LLC", "fragility": "local volume", "dist_init": "distance from the initial weights"}
+    kst = {c: [str(cross[(cross.what == c) & (cross.k == k)].K_star.iloc[0]) for k in ks] for c in cols}
+    g["say_measures"] = ("The LLC, local volume and distance from the initial weights put the "
+                         "crossover at the same K for every difficulty"
+                         if len({tuple(v) for v in kst.values()}) == 1 else
+                         "The crossovers by LLC, local volume and distance from the initial weights "
+                         "are not all the same, so which route counts as simpler depends on how "
+                         "simplicity is measured")
     side = tables["side_networks"]
     stuck = side[~side.reached.astype(bool)]
     g["side_n"], g["side_stuck"] = int(len(side)), int(len(stuck))
