@@ -435,29 +435,39 @@ def analyse(tables: dict, params: dict) -> Findings:
                                     "dual_cells": dual_summary, "ledger": led})
 
 
+def _by_k(ks, fn, missing=-1.0) -> tuple:
+    """``fn(k)`` for the difficulties 1, 2, 3 the prose names (``missing`` where ``k`` was not run)."""
+    return tuple(fn(k) if k in ks else missing for k in (1, 2, 3))
+
+
 def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_dual, i_mem,
           verdicts, rob, tables) -> dict:
+    """Every glued value, under a literal key (searchable from the prose)."""
     g: dict = {}
     m, ks = int(params["m"]), sorted(int(k) for k in params["ks"])
     g["verdict"] = verdicts["premise"].label
     g["verdict_reason"] = verdicts["premise"].reason
-    for name, v in verdicts.items():
-        g[f"verdict_{name}"] = v.label
-        g[f"reason_{name}"] = v.reason
+    g["verdict_premise"], g["reason_premise"] = verdicts["premise"].label, verdicts["premise"].reason
+    g["verdict_speed"], g["reason_speed"] = verdicts["speed"].label, verdicts["speed"].reason
+    g["verdict_depth"], g["reason_depth"] = verdicts["depth"].label, verdicts["depth"].reason
+    g["verdict_dual"], g["reason_dual"] = verdicts["dual"].label, verdicts["dual"].reason
+    g["verdict_memorisation"] = verdicts["memorisation"].label
+    g["reason_memorisation"] = verdicts["memorisation"].reason
     g["premise_cells"] = i_premise["n_cells"]
     g["premise_derives"] = i_premise["n_derives"]
     g["premise_not"] = i_premise["n_not"]
-    says = []
-    for k in ks:     # the same rule, one difficulty at a time
-        v, i = verdict_premise(cc[MAIN_MEASURE][cc[MAIN_MEASURE].k == k], routes[routes.k == k])
-        g[f"premise_k{k}"] = v.label
-        g[f"premise_cells_k{k}"] = i["n_cells"]
-        g[f"premise_derives_k{k}"] = i["n_derives"]
-        says.append(f"at k = {k} deriving is never the simpler route with generalising derive-only "
-                    "networks in the range" if i["n_cells"] == 0 else
-                    f"at k = {k} SGD derives in {i['n_derives']} and does not in {i['n_not']} of "
-                    f"the {i['n_cells']} cells where deriving is simpler")
-    g["say_premise"] = "; ".join(says)
+    per_k = {k: verdict_premise(cc[MAIN_MEASURE][cc[MAIN_MEASURE].k == k], routes[routes.k == k])
+             for k in ks}     # the same rule, one difficulty at a time
+    g["premise_k1"], g["premise_k2"], g["premise_k3"] = _by_k(ks, lambda k: per_k[k][0].label, "not run")
+    g["premise_cells_k1"], g["premise_cells_k2"], g["premise_cells_k3"] = _by_k(
+        ks, lambda k: per_k[k][1]["n_cells"], -1)
+    g["premise_derives_k1"], g["premise_derives_k2"], g["premise_derives_k3"] = _by_k(
+        ks, lambda k: per_k[k][1]["n_derives"], -1)
+    g["say_premise"] = "; ".join(
+        f"at k = {k} deriving is never the simpler route with generalising derive-only networks "
+        "in the range" if i["n_cells"] == 0 else
+        f"at k = {k} SGD derives in {i['n_derives']} and does not in {i['n_not']} of the "
+        f"{i['n_cells']} cells where deriving is simpler" for k, (_, i) in per_k.items())
     n_seeds = int(params["seeds"])
     need = next((j for j in range(n_seeds + 1) if stats.proportion_interval(j, n_seeds)[1] > 0.5), None)
     g["needs_txt"] = (f"at least {need} of {n_seeds} seeds" if need is not None
@@ -474,53 +484,69 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
                       f"the mean derivation index is {'lower' if e > 0 else 'higher'} at "
                       f"k = {i_depth['k_hi']} than at k = {i_depth['k_lo']} by {abs(e):.2f}")
     g["depth_k_lo"], g["depth_k_hi"] = i_depth["k_lo"], i_depth["k_hi"]
-    for key in ("effect", "lo", "hi"):
-        g[f"depth_{key}"] = _num(i_depth[key])
-        g[f"dual_{key}"] = _num(i_dual[key])
+    g["depth_effect"], g["depth_lo"], g["depth_hi"] = (_num(i_depth[x]) for x in ("effect", "lo", "hi"))
+    g["dual_effect"], g["dual_lo"], g["dual_hi"] = (_num(i_dual[x]) for x in ("effect", "lo", "hi"))
     g["dual_match"], g["dual_nets"] = i_dual["match"], i_dual["n_nets"]
     g["mem_n"], g["mem_k"] = i_mem["n"], i_mem["n_memorise"]
-    for key in ("share", "lo", "hi"):
-        g[f"mem_{key}"] = _num(i_mem[key])
+    g["mem_share"], g["mem_lo"], g["mem_hi"] = (_num(i_mem[x]) for x in ("share", "lo", "hi"))
     # matching and stuck runs
     mm = main[main.level == "main"]
+    ok = mm.reached.astype(bool)
     g["n_networks"] = int(len(mm))
-    g["n_stuck"] = int((~mm.reached.astype(bool)).sum())
-    for cond in ("free", "memorise", "derive"):
-        sel = mm[(mm.condition == cond) & mm.reached.astype(bool)]
-        g[f"loss_{cond}"] = _num(sel.loss.mean())
-        g[f"stuck_{cond}"] = int((~mm[mm.condition == cond].reached.astype(bool)).sum())
-    # crossovers
-    for k in ks:
-        for what, key in (("llc", "kstar_llc"), ("fragility", "kstar_volume"),
-                          ("dist_init", "kstar_dist"), ("steps", "kstar_steps"),
-                          ("llc@alt", "kstar_llc_alt"), ("SGD derives", "kstar_sgd"),
-                          ("memorise faster", "kstar_memfast"), ("steps@alt", "kstar_steps_alt")):
+    g["n_stuck"] = int((~ok).sum())
+    g["loss_free"], g["loss_memorise"], g["loss_derive"] = (
+        _num(mm[(mm.condition == c) & ok].loss.mean()) for c in ("free", "memorise", "derive"))
+    g["stuck_free"], g["stuck_memorise"], g["stuck_derive"] = (
+        int((~ok[mm.condition == c]).sum()) for c in ("free", "memorise", "derive"))
+
+    def kstar(what):
+        def one(k):
             row = cross[(cross.what == what) & (cross.k == k)]
-            g[f"{key}_k{k}"] = _fmt_k(float(row.K_star.iloc[0])) if len(row) else "not measured"
+            return _fmt_k(float(row.K_star.iloc[0])) if len(row) else "not measured"
+        return _by_k(ks, one, "not run")
+
+    g["kstar_llc_k1"], g["kstar_llc_k2"], g["kstar_llc_k3"] = kstar("llc")
+    g["kstar_llc_alt_k1"], g["kstar_llc_alt_k2"], g["kstar_llc_alt_k3"] = kstar("llc@alt")
+    g["kstar_volume_k1"], g["kstar_volume_k2"], g["kstar_volume_k3"] = kstar("fragility")
+    g["kstar_dist_k1"], g["kstar_dist_k2"], g["kstar_dist_k3"] = kstar("dist_init")
+    g["kstar_steps_k1"], g["kstar_steps_k2"], g["kstar_steps_k3"] = kstar("steps")
+    g["kstar_steps_alt_k1"], g["kstar_steps_alt_k2"], g["kstar_steps_alt_k3"] = kstar("steps@alt")
+    g["kstar_memfast_k1"], g["kstar_memfast_k2"], g["kstar_memfast_k3"] = kstar("memorise faster")
+    g["kstar_sgd_k1"], g["kstar_sgd_k2"], g["kstar_sgd_k3"] = kstar("SGD derives")
     # the largest K: the route picture there
     kmax = int(routes.K.max())
     g["K_max"] = kmax
-    for k in ks:
-        r = routes[(routes.K == kmax) & (routes.k == k)]
-        c = cc["llc"][(cc["llc"].K == kmax) & (cc["llc"].k == k)]
-        g[f"share_kmax_k{k}"] = _num(r.derive_share.iloc[0]) if len(r) else math.nan
-        g[f"di_kmax_k{k}"] = _num(r.di.iloc[0]) if len(r) else math.nan
-        g[f"heldout_kmax_k{k}"] = _num(r.heldout_acc.iloc[0]) if len(r) else math.nan
-        g[f"follow_kmax_k{k}"] = _num(r.follow_desc.iloc[0]) if len(r) else math.nan
-        g[f"llc_mem_kmax_k{k}"] = _num(c.memorise.iloc[0]) if len(c) else math.nan
-        g[f"llc_der_kmax_k{k}"] = _num(c.derive.iloc[0]) if len(c) else math.nan
-        g[f"der_heldout_kmax_k{k}"] = _num(c.derive_heldout.iloc[0]) if len(c) else math.nan
+
+    def at_kmax(table, col):
+        def one(k):
+            r = table[(table.K == kmax) & (table.k == k)]
+            return _num(r[col].iloc[0]) if len(r) else -1.0
+        return _by_k(ks, one)
+
+    g["share_kmax_k1"], g["share_kmax_k2"], g["share_kmax_k3"] = at_kmax(routes, "derive_share")
+    g["di_kmax_k1"], g["di_kmax_k2"], g["di_kmax_k3"] = at_kmax(routes, "di")
+    g["heldout_kmax_k1"], g["heldout_kmax_k2"], g["heldout_kmax_k3"] = at_kmax(routes, "heldout_acc")
+    g["follow_kmax_k1"], g["follow_kmax_k2"], g["follow_kmax_k3"] = at_kmax(routes, "follow_desc")
+    g["llc_mem_kmax_k1"], g["llc_mem_kmax_k2"], g["llc_mem_kmax_k3"] = at_kmax(cc["llc"], "memorise")
+    g["llc_der_kmax_k1"], g["llc_der_kmax_k2"], g["llc_der_kmax_k3"] = at_kmax(cc["llc"], "derive")
+    g["der_heldout_kmax_k1"], g["der_heldout_kmax_k2"], g["der_heldout_kmax_k3"] = at_kmax(
+        cc["llc"], "derive_heldout")
     kmin = int(routes.K.min())
     small = cplx[(cplx.level == "main") & (cplx.K == kmin) & cplx.reached.astype(bool)]
     g["K_min"] = kmin
     g["llc_kmin_memorise"] = _num(small[small.condition == "memorise"].llc.mean())
     g["llc_kmin_derive"] = _num(small[small.condition == "derive"].llc.mean())
     g["llc_kmin_equations"] = kmin * int(params["s"]) / 2
-    fr = mm[(mm.condition == "free") & mm.reached.astype(bool) & (mm.K == kmax)]
-    for k in ks:
+    fr = mm[(mm.condition == "free") & ok & (mm.K == kmax)]
+
+    def cost(col, k):
         f = fr[fr.k == k]
-        for col in ("scramble_id", "zero_id", "scramble_desc", "zero_desc"):
-            g[f"cost_{col}_k{k}"] = _num((f[f"loss_{col}"] - f.loss).mean()) if len(f) else -1.0
+        return _num((f[f"loss_{col}"] - f.loss).mean()) if len(f) else -1.0
+
+    g["cost_scramble_id_k1"], g["cost_zero_id_k1"], g["cost_scramble_desc_k1"], g["cost_zero_desc_k1"] = (
+        cost(c, 1) for c in ("scramble_id", "zero_id", "scramble_desc", "zero_desc"))
+    g["cost_scramble_id_k3"], g["cost_zero_id_k3"], g["cost_scramble_desc_k3"], g["cost_zero_desc_k3"] = (
+        cost(c, 3) for c in ("scramble_id", "zero_id", "scramble_desc", "zero_desc"))
     free_k = cplx[(cplx.level == "main") & (cplx.condition == "free") & (cplx.K == kmax)]
     g["llc_free_kmax"] = _num(free_k.llc.mean())
     # how the premise fares under the other measures and arms
@@ -528,7 +554,32 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["robust_contradicts"] = int((rob.verdict == CONTRADICTS).sum())
     g["robust_mixed"] = int((rob.verdict == MIXED).sum())
     g["robust_n"] = int(len(rob))
-    dt = dual_table(tables["wd_networks"])
+    g.update(_dual_glue(tables["wd_networks"], cc["llc"], i_dual))
+    g["say_measures"] = _say_measures(cross, ks)
+    side = tables["side_networks"]
+    stuck = side[~side.reached.astype(bool)]
+    g["side_n"], g["side_stuck"] = int(len(side)), int(len(stuck))
+    g["side_stuck_arms"] = ", ".join(sorted(stuck.arm.unique())) or "none"
+    # estimator checks
+    toys = tables["llc_toys"]
+    tm = toys.groupby("toy").agg(true=("true_lambda", "first"), est=("llc", "mean"))
+    rel = (tm.est - tm.true).abs() / tm.true
+    g["toy_max_rel_err"] = _num(rel.max())
+    g["toy_worst"] = str(rel.idxmax())
+    g.update(_sensitivity(tables["llc_sensitivity"]))
+    g["m_txt"] = str(m)
+    g["n_seeds_txt"] = str(n_seeds)
+    g["K_grid_txt"] = ", ".join(str(int(k)) for k in params["Ks"])
+    g["k_grid_txt"] = ", ".join(str(k) for k in ks)
+    g["vol_tol_txt"] = f"{float(params['vol_tol']):g}"
+    g["vol_rhos_txt"] = ", ".join(f"{float(r):g}" for r in params["vol_rhos"])
+    return g
+
+
+def _dual_glue(wd: pd.DataFrame, cc_llc: pd.DataFrame, i_dual: dict) -> dict:
+    """Glued values of the weight-decay (dual problem) arms."""
+    g: dict = {}
+    dt = dual_table(wd)
     n_free = dt[["free_derive", "free_memorise", "free_mixed"]].sum(axis=1)
     match = np.where(dt.lower_objective == "derive", dt.free_derive > n_free / 2, dt.free_derive == 0)
     g["dual_cells_match"], g["dual_cells_n"] = int(match.sum()), int(len(dt))
@@ -540,14 +591,14 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
     g["dual_wd"] = first("weight_decay")
     g["dual_norm_mem"] = first("norm_sq_memorise")
     g["dual_norm_der"] = first("norm_sq_derive")
-    dcells = dual_cells(tables["wd_networks"])
-    off = dcells[dcells.route != dcells.best]
+    cells = dual_cells(wd)
+    off = cells[cells.route != cells.best]
     g["dual_off"], g["dual_off_mixed"] = int(len(off)), int((off.route == "mixed").sum())
     e = i_dual["effect"]
     g["say_dual"] = ("could not be computed" if not np.isfinite(e) else
                      f"is {'lower' if e < 0 else 'higher'} than that of the better restricted route "
                      f"by a mean fraction {abs(e):.3f}")
-    llc_last = cc["llc"][(cc["llc"].K == g["dual_K"]) & (cc["llc"].k == g["dual_k"])]
+    llc_last = cc_llc[(cc_llc.K == g["dual_K"]) & (cc_llc.k == g["dual_k"])]
     if len(last) and len(llc_last):
         by_norm = "derive" if g["dual_norm_der"] < g["dual_norm_mem"] else "memorise"
         by_llc = "derive" if llc_last["diff"].iloc[0] > 0 else "memorise"
@@ -556,32 +607,17 @@ def _glue(params, main, cplx, routes, cc, cross, i_premise, i_speed, i_depth, i_
                              + (" too" if by_norm == by_llc else ""))
     else:
         g["say_norm_llc"] = "the comparison with the LLC could not be made"
-    cols = {"llc": "LLC", "fragility": "local volume", "dist_init": "distance from the initial weights"}
-    kst = {c: [str(cross[(cross.what == c) & (cross.k == k)].K_star.iloc[0]) for k in ks] for c in cols}
-    g["say_measures"] = ("The LLC, local volume and distance from the initial weights put the "
-                         "crossover at the same K for every difficulty"
-                         if len({tuple(v) for v in kst.values()}) == 1 else
-                         "The crossovers by LLC, local volume and distance from the initial weights "
-                         "are not all the same, so which route counts as simpler depends on how "
-                         "simplicity is measured")
-    side = tables["side_networks"]
-    stuck = side[~side.reached.astype(bool)]
-    g["side_n"], g["side_stuck"] = int(len(side)), int(len(stuck))
-    g["side_stuck_arms"] = ", ".join(sorted(stuck.arm.unique())) or "none"
-    # estimator checks
-    toys = tables["llc_toys"]
-    tm = toys.groupby("toy").agg(true=("true_lambda", "first"), est=("llc", "mean"))
-    g["toy_max_rel_err"] = _num(((tm.est - tm.true).abs() / tm.true).max())
-    g["toy_worst"] = str(((tm.est - tm.true).abs() / tm.true).idxmax())
-    sens = tables["llc_sensitivity"]
-    g.update(_sensitivity(sens))
-    g["m_txt"] = str(m)
-    g["n_seeds_txt"] = str(int(params["seeds"]))
-    g["K_grid_txt"] = ", ".join(str(int(k)) for k in params["Ks"])
-    g["k_grid_txt"] = ", ".join(str(k) for k in ks)
-    g["vol_tol_txt"] = f"{float(params['vol_tol']):g}"
-    g["vol_rhos_txt"] = ", ".join(f"{float(r):g}" for r in params["vol_rhos"])
     return g
+
+
+def _say_measures(cross: pd.DataFrame, ks) -> str:
+    kst = {c: tuple(str(cross[(cross.what == c) & (cross.k == k)].K_star.iloc[0]) for k in ks)
+           for c in ("llc", "fragility", "dist_init")}
+    if len(set(kst.values())) == 1:
+        return ("The LLC, local volume and distance from the initial weights put the crossover at "
+                "the same K for every difficulty")
+    return ("The crossovers by LLC, local volume and distance from the initial weights are not all "
+            "the same, so which route counts as simpler depends on how simplicity is measured")
 
 
 def _sensitivity(sens: pd.DataFrame) -> dict:
