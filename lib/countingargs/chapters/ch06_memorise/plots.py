@@ -90,6 +90,11 @@ def ablations(tables, params):
     return _legend_below(fig, axes, 4, -0.08)
 
 
+#: row labels of the complexity figure (units in brackets)
+SHORT = {"llc": "LLC", "fragility": "fragility (share)", "dist_init": "distance from init",
+         "steps": "steps to the loss"}
+
+
 @figure("memorise-complexity")
 def complexity(tables, params):
     """Which route is simpler at matched training loss: the paired difference memorise - derive
@@ -115,9 +120,9 @@ def complexity(tables, params):
                 if i == 0:
                     ax.set_title(f"k = {k}")
                 if j == 0:
-                    ax.set_ylabel(f"{meas}:\nmemorise − derive", fontsize=8)
+                    ax.set_ylabel(f"{SHORT[meas]}:\nmemorise − derive", fontsize=8)
                 if i == len(measures) - 1:
-                    ax.set_xlabel("training environments K")
+                    ax.set_xlabel("training environments K (log scale)")
     return _legend_below(fig, axes, 2, -0.03)
 
 
