@@ -383,3 +383,18 @@ def test_dual_table_names_the_dominant_route():
     wd.loc[wd.condition == "derive", "loss"] = 1.0      # derive: lower norm, higher loss
     d = A.dual_table(wd)
     assert (d.dominant == "neither").all() and (d.lower_objective == "memorise").all()
+
+
+def test_ledger_effects_are_numbers_when_no_cell_can_be_judged():
+    # deriving never simpler (premise: contradicts), and speed agreeing with simplicity everywhere
+    # (speed: untestable): the rows fall back to the share of the grid's cells, 0 of n
+    never = A.analyse(*synthetic(llc_gap=lambda K, k: -10.0)).tables["ledger"].set_index("id")
+    agree = A.analyse(*synthetic()).tables["ledger"].set_index("id")
+    for led, rid, verdict in ((never, "06-premise", CONTRADICTS), (agree, "06-speed", MIXED)):
+        row = led.loc[rid]
+        assert row.verdict == verdict and "(none)" in row.effect_name, rid
+        assert row.effect == 0.0 and 0 < row.effect_hi < 1, rid
+    # where cells exist, the effect is the rule's own share
+    assert agree.loc["06-premise", "effect"] == 1.0 and "(none)" not in agree.loc["06-premise", "effect_name"]
+    for led in (never, agree):
+        assert np.isfinite(led[["effect", "effect_lo", "effect_hi"]].values.astype(float)).all()

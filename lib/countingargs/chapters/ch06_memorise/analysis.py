@@ -215,7 +215,7 @@ def verdict_premise(cc: pd.DataFrame, routes: pd.DataFrame) -> tuple[Verdict, di
     b["behaviour"] = b.behaviour.fillna(MISSING)
     n = len(b)
     nd, nn = int((b.behaviour == DERIVES).sum()), int((b.behaviour == NOT_DERIVES).sum())
-    info = {"n_cells": n, "n_derives": nd, "n_not": nn, "n_unclear": n - nd - nn}
+    info = {"n_cells": n, "n_derives": nd, "n_not": nn, "n_unclear": n - nd - nn, "n_grid": int(len(cc))}
     if n == 0:
         return Verdict(CONTRADICTS, "deriving is simpler (and generalises) in no cell of the range"), info
     what = f"in {nd} of {n} cells where deriving is simpler SGD derives, in {nn} it does not"
@@ -224,6 +224,11 @@ def verdict_premise(cc: pd.DataFrame, routes: pd.DataFrame) -> tuple[Verdict, di
     if nn > n / 2:
         return Verdict(CONTRADICTS, what), info
     return Verdict(MIXED, what), info
+
+
+def _counts(info: dict) -> dict:
+    """The cell counts of a premise verdict, as its robustness row shows them."""
+    return {k: v for k, v in info.items() if k != "n_grid"}
 
 
 def verdict_speed(cc_simple: pd.DataFrame, cc_speed: pd.DataFrame,
@@ -240,7 +245,7 @@ def verdict_speed(cc_simple: pd.DataFrame, cc_speed: pd.DataFrame,
     d = d[d.simpler != d.faster].merge(routes[["K", "k", "behaviour"]], on=["K", "k"], how="left")
     took = d.behaviour.map({DERIVES: DERIVE_SIMPLER, NOT_DERIVES: MEMORISE_SIMPLER})
     n_speed, n_simple = int((took == d.faster).sum()), int((took == d.simpler).sum())
-    info = {"n_cells": int(len(d)), "n_speed": n_speed, "n_simple": n_simple,
+    info = {"n_cells": int(len(d)), "n_speed": n_speed, "n_simple": n_simple, "n_grid": int(len(cc_simple)),
             "share": math.nan, "lo": math.nan, "hi": math.nan}
     if n_speed + n_simple == 0:
         return Verdict(MIXED, f"untestable here: {len(d)} cells where the simpler and the faster "
@@ -399,14 +404,14 @@ def analyse(tables: dict, params: dict) -> Findings:
         if meas.startswith("steps"):
             continue
         v, i = verdict_premise(c, routes)
-        rob.append({"what": f"simplicity measure: {meas}", "verdict": v.label, **i})
+        rob.append({"what": f"simplicity measure: {meas}", "verdict": v.label, **_counts(i)})
     for arm, g in routes_all.groupby("arm", sort=True):
         for level, gl in g.groupby("level"):
             if arm == "main" and level == "main":
                 continue
             v, i = verdict_premise(cc[MAIN_MEASURE], gl)
             what = f"behaviour of arm {arm}" + (" at the alternative loss level" if level == "alt" else "")
-            rob.append({"what": what, "verdict": v.label, **i})
+            rob.append({"what": what, "verdict": v.label, **_counts(i)})
     rob = pd.DataFrame(rob)
 
     xs = []
@@ -643,14 +648,28 @@ def ledger(verdicts, i_premise, i_speed, i_depth, i_dual, i_mem, g) -> pd.DataFr
     version = ("toy: K environments show a one-hot identifier and a description of 10 bits; "
                "the specification is k-bit parities of the description; SGD (full batch, "
                "momentum) stopped at matched training loss; simplicity = LLC")
+    # where the rule's own share is undefined (no cell to judge), the row's effect is the share of
+    # the grid's cells that could be judged (0 of n, with its Wilson interval): why it came out so
     n_p = i_premise["n_cells"]
-    sh_p = stats.proportion_interval(i_premise["n_derives"], n_p) if n_p else (math.nan,) * 3
+    name_p = "share of derive-simpler cells where SGD derives"
+    if n_p:
+        sh_p = stats.proportion_interval(i_premise["n_derives"], n_p)
+    else:
+        name_p = "share of the grid's cells where deriving is simpler (none)"
+        sh_p = stats.proportion_interval(0, i_premise["n_grid"]) if i_premise["n_grid"] else (math.nan,) * 3
+    n_s = i_speed["n_speed"] + i_speed["n_simple"]
+    name_s = "share of disagreeing cells where SGD took the faster route"
+    sh_s = (i_speed["share"], i_speed["lo"], i_speed["hi"])
+    if not n_s:
+        name_s = ("share of the grid's cells where the simpler and the faster route differ and "
+                  "SGD chose one clearly (none)")
+        sh_s = stats.proportion_interval(0, i_speed["n_grid"]) if i_speed["n_grid"] else (math.nan,) * 3
     listing = SOURCE + ", Hubinger's list of what he thinks"
     specs = [  # id, claim, who, quote, source, version, side, effect name, (est, lo, hi), units, verdict, figure
         ("06-premise", "Where the training specification is large enough that deriving it is "
          "simpler than memorising it, SGD derives it.", "Hubinger",
          "directly memorizing pointers to that information", listing, version, report.PROPONENT,
-         "share of derive-simpler cells where SGD derives", sh_p, "share of cells", "premise",
+         name_p, sh_p, "share of cells", "premise",
          FIG_ROUTES),
         ("06-memorisation", "Complete memorisation of the training answers is unlikely under the "
          "inductive biases.", "Hubinger", "highly unlikely under the inductive biases", listing,
@@ -662,8 +681,7 @@ def ledger(verdicts, i_premise, i_speed, i_depth, i_dual, i_mem, g) -> pd.DataFr
          "locally reduce loss along the locally steepest direction",
          SOURCE + ", Turner's reply on what training selects for",
          version + "; speed = steps of the restricted networks to the matched loss", report.SCEPTIC,
-         "share of disagreeing cells where SGD took the faster route",
-         (i_speed["share"], i_speed["lo"], i_speed["hi"]), "share of cells", "speed", FIG_COMPLEXITY),
+         name_s, sh_s, "share of cells", "speed", FIG_COMPLEXITY),
         ("06-depth", "Derivation costs computation that training penalises, so the harder the "
          "derivation the more environments it takes before SGD derives.", "Pope",
          "pays a complexity penalty for runtime computations", SOURCE + ", Pope's reply to Hubinger",
