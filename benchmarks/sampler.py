@@ -1,7 +1,7 @@
-"""Benchmark of the random-network sampler (chapter 2, ``countingargs.volume``).
+"""Benchmark of the random-network sampler (``countingargs.nets.sampler``, chapters 02 and 03).
 
 Prints, on the machine it runs on: networks per second; the achieved GFLOP/s counting only the
-networks' own arithmetic (``volume.forward_flops``) over the whole wall time (random numbers,
+networks' own arithmetic (``sampler.forward_flops``) over the whole wall time (random numbers,
 encoding and counting included); the same run's dense float32 matmul GFLOP/s; their ratio; the
 speedup over a straightforward per-network loop (same weights, one ``x @ W + b`` chain per
 network); and where the time goes.
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from countingargs import volume as V
+from countingargs.nets import sampler as V
 
 
 def dense_gflops(device: str, n: int = 2048, reps: int = 5) -> tuple[float, float]:

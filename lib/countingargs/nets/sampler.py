@@ -43,9 +43,10 @@ Main entry points
     -> :class:`FunctionCounts` (distinct functions and how often each appeared).
 ``sample_chunk(n_inputs, hidden, n_nets, sigma_w, sigma_b, activation, seed, chunk_index)``
     -> :class:`Chunk` with the parameters, the functions *and* the hidden activations.
-``train_to_fit(...)``: many networks from the same prior, trained (SGD or Adam, batched) until
-    each one fits a training set; returns the functions they end at.
-``lz_complexity(bits)``: Lempel-Ziv complexity of bit strings as in Valle-Perez et al. (2019).
+
+Chapter 02 (``chapters/ch02_volume``) trains networks from this prior until they fit a training
+set and measures Lempel-Ziv complexity; chapter 03 (``chapters/ch03_llama``) joins hidden
+activations to functions with :func:`sample_chunk`.
 """
 from __future__ import annotations
 
@@ -93,12 +94,9 @@ def cube(n_inputs: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
     return _cube(n_inputs, dtype=dtype, device=device)
 
 
-def cube_bits(n_inputs: int) -> np.ndarray:
-    """``cube(n)`` as a numpy bool array ``(2**n, n)``."""
-    return cube(n_inputs).numpy().astype(bool)
-
-
-def _check(n_inputs, hidden, sigma_w, sigma_b, activation):
+def check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation) -> list[int]:
+    """The hidden widths as a list of ints, after checking every argument (a clear error names
+    the bad one)."""
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden!r}")
@@ -339,7 +337,7 @@ def sample_chunk(n_inputs: int, hidden: Sequence[int], n_nets: int, sigma_w: flo
     The networks are exactly those of chunk ``chunk_index`` of :func:`sample_functions` with the
     same ``seed`` and ``chunk = n_nets``, so statistics of hidden units can be joined to the
     functions. Returns a :class:`Chunk`."""
-    hidden = _check(n_inputs, hidden, sigma_w, sigma_b, activation)
+    hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
     g = chunk_generator(seed, chunk_index, device)
     buf = draw_params(n_nets, n_inputs, hidden, sigma_w, sigma_b, g, device)
     x_t = cube(n_inputs, device=device).T.contiguous()
@@ -383,7 +381,7 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
 
     Returns :class:`FunctionCounts`; with ``keep_samples=True`` also the per-network codes
     ``(n_samples, W)`` in sampling order."""
-    hidden = _check(n_inputs, hidden, sigma_w, sigma_b, activation)
+    hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
     if n_samples < 1 or chunk < 1 or block < 1:
         raise ValueError(f"n_samples, chunk and block must be >= 1, got {n_samples}, {chunk}, {block}")
     dev = torch.device(device)

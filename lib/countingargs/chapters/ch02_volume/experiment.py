@@ -1,5 +1,13 @@
-"""Chapter 02 (volume): targets, consistency, Lempel-Ziv complexity, the trainer to fit a
-training set, guess-and-check. The random-network sampler is shared: :mod:`countingargs.nets.sampler`.
+"""Chapter 02 (volume): the runs, returning tidy tables.
+
+The random-network sampler is shared (:mod:`countingargs.nets.sampler`); the trainer is the
+book's one trainer (:func:`countingargs.nets.train.train_until`). This module adds what only
+this chapter needs: named target functions, consistency with a training set, Lempel-Ziv
+complexity, training many networks from the prior until they fit a training set,
+guess-and-check on the digits, and the experiment functions the notebook calls.
+
+Shapes: ``L = 2**n`` inputs of the cube, ``W = ceil(L / 64)`` words per packed function,
+``K`` distinct functions, ``M`` networks.
 """
 from __future__ import annotations
 
@@ -8,32 +16,30 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
-from ...nets.sampler import (  # noqa: F401
-    ACTIVATIONS,
-    torch_threads,
-    cube,
-    cube_bits,
-    _check,
-    layer_sizes,
-    n_params,
-    forward_flops,
-    chunk_generator,
-    draw_params,
-    unpack_params,
-    forward_block,
-    forward_per_network,
-    n_words,
-    pack_bits,
-    unpack_bits,
-    pack_bits_np,
-    count_rows,
+from ...data.cube import cube_bits
+from ...nets.losses import binary_cross_entropy
+from ...nets.mlp import forward
+from ...nets.sampler import (
     FunctionCounts,
-    Chunk,
-    sample_chunk,
+    check_architecture,
+    count_rows,
+    cube,
+    draw_params,
+    forward_block,
+    n_params,
+    pack_bits,
+    pack_bits_np,
     sample_functions,
+    torch_threads,
+    unpack_bits,
+    unpack_params,
 )
+from ...nets.seeding import chunk_generator, counter_minibatch
+from ...nets.train import train_until
+from ...stats import progress
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,11 +119,19 @@ def offset_errors(fc_codes: np.ndarray, target: np.ndarray, test_idx: np.ndarray
     return (bits[:, test_idx] != np.asarray(target, bool)[test_idx]).sum(1)
 
 
+def lookup(keys: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Counts of the functions ``keys (K', W)`` in a counted sample ``codes (K, W)``,
+    ``counts (K,)`` (0 where absent), as floats ``(K',)``."""
+    d = {c.tobytes(): n for c, n in zip(codes, counts)}
+    return np.array([d.get(c.tobytes(), 0) for c in keys], dtype=float)
+
+
 # ---------------------------------------------------------------------------------------------
 # Lempel-Ziv complexity (Valle-Perez et al. 2019)
 # ---------------------------------------------------------------------------------------------
 def lz76_words(s: np.ndarray) -> int:
-    """Number of words in the Lempel-Ziv (1976) parsing of a sequence (Kaspar-Schuster)."""
+    """Number of words in the Lempel-Ziv (1976) parsing of a sequence (Kaspar-Schuster). The
+    plain reference for :func:`lz76_words_batch`."""
     s = bytes(np.asarray(s, dtype=np.uint8))
     n = len(s)
     if n <= 1:
@@ -199,13 +213,13 @@ def lz_complexity(bits: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# the batched trainer
+# training many networks from the prior until they fit a training set
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
     """``codes (M, W)`` functions at the end, ``fitted (M,)`` bool, ``steps (M,)`` steps taken
-    until the network fitted S (``max_steps`` if it never did), ``outputs (M, B_eval)`` outputs
-    on ``x_eval``."""
+    until the network reached its stopping rule (``max_steps`` if it never did),
+    ``outputs (M, B_eval)`` outputs on ``x_eval``."""
 
     codes: np.ndarray
     fitted: np.ndarray
@@ -213,129 +227,76 @@ class TrainResult:
     outputs: torch.Tensor
 
 
-def forward_std(layers, x: torch.Tensor, activation: str) -> torch.Tensor:
-    """Forward pass with per-network inputs ``x (M, B, n)`` and layers ``[(W (M,a,b),
-    b (M,1,b))]`` in the standard layout; returns ``(M, B)``."""
-    h = x
-    for i, (W, b) in enumerate(layers):
-        h = torch.baddbmm(b, h, W)
-        if i < len(layers) - 1:
-            h = torch.relu(h) if activation == "relu" else torch.tanh(h)
-    return h[..., 0]
+def prior_layers(n_nets: int, n_inputs: int, hidden: Sequence[int], sigma_w: float,
+                 sigma_b: float, seed: int, chunk: int, init: str = "gaussian",
+                 device="cpu") -> list[torch.Tensor]:
+    """The parameters of the first ``n_nets`` networks of the sampler's stream ``seed`` (chunks
+    of ``chunk``), as a flat list ``[W1, b1, W2, b2, ...]`` in the layout of
+    :func:`countingargs.nets.mlp.forward`: ``W (M, fan_in, fan_out)``, ``b (M, 1, fan_out)``."""
+    bufs = []
+    for c in range((n_nets + chunk - 1) // chunk):
+        g = chunk_generator(seed, c, device)
+        bufs.append(draw_params(min(chunk, n_nets - c * chunk), n_inputs, hidden, sigma_w,
+                                sigma_b, g, device, init=init))
+    buf = torch.cat(bufs)
+    out = []
+    for W_t, b in unpack_params(buf, n_inputs, hidden):
+        out += [W_t.transpose(1, 2).contiguous(), b.transpose(1, 2).contiguous()]
+    return out
+
+
+def _pairs(flat: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
 
 
 def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor,
                  n_nets: int, hidden: Sequence[int], sigma_w: float = 1.0, sigma_b: float = 0.0,
                  activation: str = "relu", optimizer: str = "sgd", lr: float = 0.1,
                  batch_size: int | None = None, max_steps: int = 5000, seed: int = 0,
-                 init: str = "gaussian", chunk: int = 2048, device="cpu",
-                 loss_target: float | None = None, threads: int | None = None) -> TrainResult:
+                 init: str = "gaussian", chunk: int = 2048,
+                 loss_target: float | None = None) -> TrainResult:
     """Train ``n_nets`` networks, batched, from the prior until each one fits the training set.
 
     ``x_train (k, n)``, ``y_train (k,)`` bool labels, ``x_eval (B, n)`` (e.g. the whole cube).
-    Initial parameters are chunk ``c`` of :func:`chunk_generator` ``(seed, c)`` in chunks of
-    ``chunk`` networks, i.e. the same networks :func:`sample_functions` draws with that seed and
-    chunk size. Loss: mean binary cross-entropy of each network on its mini-batch
-    (``batch_size`` examples drawn without replacement per network and step; ``None`` = full
-    batch), summed over networks, so each network gets exactly its own gradient.
-    ``optimizer``: ``"sgd"`` (plain) or ``"adam"`` (betas 0.9, 0.999, eps 1e-8), element-wise,
-    so networks stay independent. A network stops (is frozen and leaves the batch) at the first
-    check where all its training outputs have the right sign (and, with ``loss_target``, its
-    full-batch loss is at most ``loss_target``). Checks happen before every step.
-    Runs with ``threads`` torch threads (default 1 on CPU, see :class:`torch_threads`); the
-    result does not depend on it.
+    The initial networks are those :func:`sample_functions` draws with ``seed`` and ``chunk``.
+    Loss: mean binary cross-entropy of each network on its mini-batch (``batch_size`` examples
+    drawn without replacement per network and step from a counter-based stream, so a network's
+    batches do not depend on the others; ``None`` = full batch); ``optimizer`` is ``"sgd"``
+    (plain) or ``"adam"`` (torch.optim, applied to the batched tensors: element-wise, so each
+    network gets exactly its own update). A network stops (is frozen) at the first check where
+    all its training outputs have the right sign (and, with ``loss_target``, its full-batch loss
+    is at most ``loss_target``); checks happen before every step. Runs on one torch thread.
     """
-    with torch_threads(threads if threads is not None else
-                       (torch.get_num_threads() if torch.device(device).type == "cuda" else 1)):
-        return _train_to_fit(x_train, y_train, x_eval, n_nets, hidden, sigma_w, sigma_b,
-                             activation, optimizer, lr, batch_size, max_steps, seed, init, chunk,
-                             device, loss_target)
-
-
-def _train_to_fit(x_train, y_train, x_eval, n_nets, hidden, sigma_w, sigma_b, activation,
-                  optimizer, lr, batch_size, max_steps, seed, init, chunk, device, loss_target):
-    n = x_train.shape[1]
-    hidden = _check(n, hidden, sigma_w, sigma_b, activation)
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    check_architecture(int(x_train.shape[1]), hidden, sigma_w, sigma_b, activation)
     k = x_train.shape[0]
     if y_train.shape != (k,):
         raise ValueError(f"y_train must have shape ({k},), got {tuple(y_train.shape)}")
     bs = k if batch_size is None else int(batch_size)
     if not 1 <= bs <= k:
         raise ValueError(f"batch_size must be in [1, {k}], got {batch_size}")
-    bufs = []
-    for c in range((n_nets + chunk - 1) // chunk):
-        g = chunk_generator(seed, c, device)
-        bufs.append(draw_params(min(chunk, n_nets - c * chunk), n, hidden, sigma_w, sigma_b, g,
-                                device, init=init))
-    buf = torch.cat(bufs)
-    final = []  # standard-layout parameters of all networks (written when a network stops)
-    for W_t, b in unpack_params(buf, n, hidden):
-        final.append(W_t.transpose(1, 2).contiguous())
-        final.append(b.transpose(1, 2).contiguous())
-    work = [p.clone() for p in final]            # parameters of the networks still training
-    mom = [(torch.zeros_like(p), torch.zeros_like(p)) for p in work]
-    ids = torch.arange(n_nets, device=device)    # which network each working row is
-    xt = x_train.to(device).float()
-    yt = y_train.to(device).bool()
+    xt, yt = x_train.float(), y_train.bool()
     yf = yt.float()
-    steps = torch.full((n_nets,), max_steps, dtype=torch.long, device=device)
-    fitted = torch.zeros(n_nets, dtype=torch.bool, device=device)
-    gen = torch.Generator(device=device).manual_seed(int(seed) + 7919)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    pairs = lambda ps: [(ps[2 * i], ps[2 * i + 1]) for i in range(len(ps) // 2)]
-    for t in range(max_steps + 1):
-        M = len(ids)
-        with torch.no_grad():
-            out = forward_std(pairs(work), xt.expand(M, k, n), activation)
-            done = ((out > 0) == yt).all(1)
-            if loss_target is not None:
-                full = torch.nn.functional.binary_cross_entropy_with_logits(
-                    out, yf.expand(M, k), reduction="none").mean(1)
-                done &= full <= loss_target
-            if done.any():
-                di = ids[done]
-                steps[di] = t
-                fitted[di] = True
-                for f, w in zip(final, work):
-                    f[di] = w[done]
-                keep = ~done
-                ids = ids[keep]
-                work = [w[keep] for w in work]
-                mom = [(a[keep], v[keep]) for a, v in mom]
-        M = len(ids)
-        if M == 0 or t == max_steps:
-            break
-        sub = [w.requires_grad_() for w in work]
+
+    def loss_fn(ps, ids, t):
         if bs < k:
-            sel = torch.rand(M, k, generator=gen, device=device).argsort(1)[:, :bs]
-            xb, yb = xt[sel], yf[sel]
-        else:
-            xb, yb = xt.expand(M, k, n), yf.expand(M, k)
-        logits = forward_std(pairs(sub), xb, activation)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, yb, reduction="none").mean(1).sum()
-        grads = torch.autograd.grad(loss, sub)
+            sel = counter_minibatch(seed, ids, t, k, bs)
+            return binary_cross_entropy(forward(_pairs(ps), xt[sel], activation)[..., 0], yf[sel])
+        return binary_cross_entropy(forward(_pairs(ps), xt, activation)[..., 0], yf)
+
+    def reached(ps, ids, t):
+        out = forward(_pairs(ps), xt, activation)[..., 0]
+        done = ((out > 0) == yt).all(1)
+        if loss_target is not None:
+            done &= binary_cross_entropy(out, yf) <= loss_target
+        return done
+
+    with torch_threads(1):
+        params = prior_layers(n_nets, x_train.shape[1], hidden, sigma_w, sigma_b, seed, chunk, init)
+        tr = train_until(params, loss_fn, lr=lr, max_steps=max_steps, reached=reached,
+                         optimizer=optimizer)
         with torch.no_grad():
-            work = [w.detach() for w in sub]
-            for w, gr, (m1, m2) in zip(work, grads, mom):
-                if optimizer == "sgd":
-                    w.sub_(gr, alpha=lr)
-                else:
-                    tt = t + 1  # every working network has taken exactly t steps
-                    m1.mul_(beta1).add_(gr, alpha=1 - beta1)
-                    m2.mul_(beta2).addcmul_(gr, gr, value=1 - beta2)
-                    denom = (m2 / (1 - beta2 ** tt)).sqrt_().add_(eps)
-                    w.addcdiv_(m1, denom, value=-lr / (1 - beta1 ** tt))
-    if len(ids):  # never fitted: keep their last parameters
-        for f, w in zip(final, work):
-            f[ids] = w.detach()
-    with torch.no_grad():
-        out_eval = forward_std(pairs(final), x_eval.to(device).float().expand(n_nets, *x_eval.shape),
-                               activation)
-    return TrainResult(pack_bits(out_eval > 0).cpu().numpy(), fitted.cpu().numpy(),
-                       steps.cpu().numpy(), out_eval)
+            out_eval = forward(_pairs(tr.params), x_eval.float(), activation)[..., 0]
+    return TrainResult(pack_bits(out_eval > 0).numpy(), tr.reached, tr.steps, out_eval)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +316,7 @@ class GuessCheckResult:
 def guess_and_check(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                     y_test: torch.Tensor, hidden: Sequence[int], n_accept: int,
                     max_draws: int, seed: int = 0, chunk: int = 16384,
-                    activation: str = "relu", device="cpu") -> GuessCheckResult:
+                    activation: str = "relu") -> GuessCheckResult:
     """Draw networks with parameters uniform in [-1, 1] until ``n_accept`` of them classify
     the training set perfectly (``output > 0`` <=> label), or ``max_draws`` networks were drawn.
 
@@ -363,24 +324,22 @@ def guess_and_check(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.
     uses :func:`chunk_generator` ``(seed, c)``; every network of a chunk is checked, so
     ``draws`` is a multiple of ``chunk`` (or ``max_draws``) and may end with more than
     ``n_accept`` accepted networks (all are kept). Runs with one torch thread."""
-    with torch_threads(1 if torch.device(device).type == "cpu" else torch.get_num_threads()):
+    with torch_threads(1):
         return _guess_and_check(x_train, y_train, x_test, y_test, hidden, n_accept, max_draws,
-                                seed, chunk, activation, device)
+                                seed, chunk, activation)
 
 
 def _guess_and_check(x_train, y_train, x_test, y_test, hidden, n_accept, max_draws, seed, chunk,
-                     activation, device):
+                     activation):
     d = x_train.shape[1]
-    hidden = _check(1, hidden, 1.0, 0.0, activation)
-    xt = x_train.to(device).float().T.contiguous()
-    xs = x_test.to(device).float().T.contiguous()
-    yt, ys = y_train.to(device).bool(), y_test.to(device).bool()
-    accepted, draws, c = [], 0, 0
-    n_acc = 0
+    hidden = check_architecture(d, hidden, 1.0, 0.0, activation)
+    xt = x_train.float().T.contiguous()
+    xs = x_test.float().T.contiguous()
+    yt, ys = y_train.bool(), y_test.bool()
+    accepted, draws, c, n_acc = [], 0, 0, 0
     while n_acc < n_accept and draws < max_draws:
         m = min(chunk, max_draws - draws)
-        buf = draw_params(m, d, hidden, 1.0, 0.0, chunk_generator(seed, c, device), device,
-                          init="uniform")
+        buf = draw_params(m, d, hidden, 1.0, 0.0, chunk_generator(seed, c), init="uniform")
         out = forward_block(buf, xt, d, hidden, activation)
         ok = ((out > 0) == yt).all(1)
         if ok.any():
@@ -388,10 +347,268 @@ def _guess_and_check(x_train, y_train, x_test, y_test, hidden, n_accept, max_dra
             n_acc += int(ok.sum())
         draws += m
         c += 1
-    P = n_params(d, hidden)
-    params = torch.cat(accepted) if accepted else torch.empty(0, P, device=device)
+    params = torch.cat(accepted) if accepted else torch.empty(0, n_params(d, hidden))
     if len(params):
         acc = ((forward_block(params, xs, d, hidden, activation) > 0) == ys).float().mean(1)
     else:
         acc = torch.empty(0)
-    return GuessCheckResult(acc.cpu().numpy(), draws, len(params), params)
+    return GuessCheckResult(acc.numpy(), draws, len(params), params)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 1: the prior over functions
+# ---------------------------------------------------------------------------------------------
+def _const_share(fc: FunctionCounts, value: bool) -> float:
+    code = pack_bits_np(np.full((1, fc.n_bits), value, bool))[0]
+    return float(fc.counts[np.all(fc.codes == code, 1)].sum() / fc.n_samples)
+
+
+def _value_counts(setting: str, source: str, seed: int, lz: np.ndarray) -> pd.DataFrame:
+    v, c = np.unique(np.round(lz, 6), return_counts=True)
+    return pd.DataFrame(dict(setting=setting, source=source, seed=seed, lz=v, count=c))
+
+
+@dataclass
+class PriorSample:
+    """One prior setting: ``pooled`` counts over all seeds, ``parts`` one per seed, and its
+    tables: ``seeds`` (one row per seed) and ``lz_hist`` (how many of the first ``lz_sample``
+    networks of each seed have each LZ complexity, with uniformly random functions as
+    ``source="uniform"``)."""
+
+    setting: str
+    pooled: FunctionCounts
+    parts: list
+    seeds: pd.DataFrame
+    lz_hist: pd.DataFrame
+
+    def summary(self) -> pd.DataFrame:
+        """One row: the pooled sample's size, distinct functions and singletons."""
+        c = self.pooled.counts
+        return pd.DataFrame([dict(setting=self.setting, samples=self.pooled.n_samples,
+                                  distinct=self.pooled.n_distinct, singletons=int((c == 1).sum()))])
+
+
+def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: int,
+                 sigma_w: float, sigma_b: float, activation: str, seeds: Sequence[int],
+                 stream_seeds: Sequence[int], lz_sample: int,
+                 uniform_rng: np.random.Generator | None = None) -> PriorSample:
+    """Sample ``n_samples`` networks per seed (stream ``stream_seeds[i]`` for seed ``seeds[i]``),
+    count their functions, and measure the LZ complexity of the first ``lz_sample`` networks'
+    functions; with ``uniform_rng``, also of as many uniformly random functions."""
+    L = 2 ** n_inputs
+    parts, rows, hist = [], [], []
+    for s, stream in progress(list(zip(seeds, stream_seeds)), desc=f"prior ({setting})"):
+        fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
+                                    seed=stream, keep_samples=True)
+        parts.append(fc)
+        bits = unpack_bits(samp[:lz_sample], L)
+        del samp
+        lz = lz_complexity(bits)
+        hist.append(_value_counts(setting, "network", s, lz))
+        lz_unif = np.nan
+        if uniform_rng is not None:
+            unif = lz_complexity(uniform_rng.random((lz_sample, L)) < 0.5)
+            hist.append(_value_counts(setting, "uniform", s, unif))
+            lz_unif = float(unif.mean())
+        rows.append(dict(setting=setting, seed=s, samples=fc.n_samples, distinct=fc.n_distinct,
+                         singletons=int((fc.counts == 1).sum()), p_const0=_const_share(fc, False),
+                         p_const1=_const_share(fc, True), lz_mean_prior=float(lz.mean()),
+                         lz_mean_uniform=lz_unif, ones_mean=float(bits.sum(1).mean())))
+    return PriorSample(setting, FunctionCounts.merge(parts), parts, pd.DataFrame(rows),
+                       pd.concat(hist, ignore_index=True))
+
+
+def top_functions(ps: PriorSample, n_inputs: int, k: int = 12) -> pd.DataFrame:
+    """The ``k`` most frequent functions of the pooled sample: one row per (function, seed) with
+    its name, LZ complexity, number of ones, pooled frequency ``p`` and the seed's ``p_seed``."""
+    rows = []
+    for rank, i in enumerate(ps.pooled.top(k)):
+        code = ps.pooled.codes[i]
+        bits = ps.pooled.bits([i])[0]
+        for s, part in zip(ps.seeds.seed, ps.parts):
+            rows.append(dict(setting=ps.setting, rank=rank + 1, function=describe(bits, n_inputs),
+                             lz=float(lz_complexity(bits[None])[0]), ones=int(bits.sum()),
+                             p=ps.pooled.counts[i] / ps.pooled.n_samples, seed=int(s),
+                             p_seed=part.counts[np.all(part.codes == code, 1)].sum() / part.n_samples))
+    return pd.DataFrame(rows)
+
+
+def prior_scatter(ps: PriorSample, n_top: int) -> pd.DataFrame:
+    """log10 P(f), LZ complexity, number of ones and count of the ``n_top`` most frequent
+    functions of the pooled sample."""
+    idx = ps.pooled.top(n_top)
+    bits = ps.pooled.bits(idx)
+    return pd.DataFrame(dict(setting=ps.setting,
+                             logp=np.log10(ps.pooled.counts[idx] / ps.pooled.n_samples),
+                             lz=lz_complexity(bits), ones=bits.sum(1), count=ps.pooled.counts[idx]))
+
+
+def rank_frequency(ps: PriorSample, points: int = 80) -> pd.DataFrame:
+    """Rank-frequency curve of each seed's sample at about ``points`` log-spaced ranks."""
+    rows = []
+    for s, part in zip(ps.seeds.seed, ps.parts):
+        c = np.sort(part.counts)[::-1]
+        ranks = np.unique(np.geomspace(1, len(c), points).round().astype(int))
+        rows.append(pd.DataFrame(dict(setting=ps.setting, seed=int(s), rank=ranks,
+                                      p=c[ranks - 1] / part.n_samples)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def reach(prior: FunctionCounts, n_inputs: int, targets: Sequence[str], sizes: Sequence[int],
+          seeds: Sequence[int], rng: np.random.Generator) -> pd.DataFrame:
+    """Rejection sampling's reach on the cube: for each target, training-set size and seed (a
+    random training set), the share of the prior sample that fits it, how many networks and
+    distinct functions were accepted, and how many of those were seen at least twice."""
+    L = 2 ** n_inputs
+    rows = []
+    for tname in targets:
+        tb = target_bits(tname, n_inputs)
+        for k in sizes:
+            for s in seeds:
+                idx = rng.choice(L, k, replace=False)
+                m = consistent_mask(prior.codes, tb, idx, L)
+                acc = prior.counts[m]
+                rows.append(dict(target=tname, k=k, seed=s, accept_rate=acc.sum() / prior.n_samples,
+                                 accepted=int(acc.sum()), distinct=int(m.sum()),
+                                 seen_twice=int((acc >= 2).sum())))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 2: volume vs SGD on the small cube
+# ---------------------------------------------------------------------------------------------
+def parse_optimiser(name: str) -> tuple[str, int | None]:
+    """``'sgd'``, ``'adam'``, ``'sgd-b4'`` -> (optimizer, batch size or None)."""
+    base, _, b = name.partition("-b")
+    if base not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimiser {name!r}; valid: sgd, adam, optionally with -bN")
+    return base, (int(b) if b else None)
+
+
+def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b: float,
+                  prior_samples: int, train_size: int, targets: Sequence[str],
+                  optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
+                  seeds: Sequence[int], half_seeds, split_seed, train_seed,
+                  scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
+    """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
+    per seed (fresh prior sample in two halves, fresh training set), target and optimiser.
+
+    ``half_seeds(s) -> (stream a, stream b)``, ``split_seed(s) -> int`` (training sets),
+    ``train_seed(s, target index) -> int`` (initial networks). Returns the tables
+    ``volume_vs_sgd`` (one row per cell), ``volume_vs_sgd_scatter`` (the functions compared in
+    seed ``scatter_seed``) and ``offset_error`` (distribution of the off-S error per cell and
+    source: each optimiser and ``volume``)."""
+    L = 2 ** n_inputs
+    X = cube(n_inputs)
+    rows, scatter, errs = [], [], []
+    for s in progress(list(seeds), desc="volume vs SGD"):
+        sa, sb = half_seeds(s)
+        half_a = sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b, "relu", seed=sa)
+        half_b = sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b, "relu", seed=sb)
+        both = FunctionCounts.merge([half_a, half_b])
+        rng = np.random.default_rng(split_seed(s))
+        for ti, tname in enumerate(targets):
+            tb = target_bits(tname, n_inputs)
+            S = np.sort(rng.choice(L, train_size, replace=False))
+            test = np.setdiff1d(np.arange(L), S)
+            m_all = consistent_mask(both.codes, tb, S, L)
+            pb_codes, pb_counts = both.codes[m_all], both.counts[m_all]
+            m_a = consistent_mask(half_a.codes, tb, S, L)
+            m_b = consistent_mask(half_b.codes, tb, S, L)
+            top10 = half_a.codes[m_a][np.argsort(-half_a.counts[m_a], kind="stable")[:10]]
+            n_b = int(half_b.counts[m_b].sum())
+            top10_b = lookup(top10, half_b.codes[m_b], half_b.counts[m_b]).sum()
+            err_pb = offset_errors(pb_codes, tb, test, L)
+            errs.append(_error_hist(s, tname, "volume", err_pb, pb_counts, len(test)))
+            for oname in optimisers:
+                opt, bs = parse_optimiser(oname)
+                tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w,
+                                  sigma_b, "relu", opt, lrs[opt], bs, max_steps,
+                                  seed=train_seed(s, ti))
+                sc, sn = count_rows(tr.codes[tr.fitted])
+                keys, _ = count_rows(np.concatenate([pb_codes, sc]))
+                pb = lookup(keys, pb_codes, pb_counts)
+                ps = lookup(keys, sc, sn)
+                sel = (pb >= 2) | (ps >= 2)
+                err_sgd = offset_errors(sc, tb, test, L)
+                errs.append(_error_hist(s, tname, oname, err_sgd, sn, len(test)))
+                rows.append(dict(seed=s, target=tname, optimiser=oname, train_size=train_size,
+                                 prior_samples=both.n_samples, accepted=int(pb_counts.sum()),
+                                 pb_distinct=len(pb_counts), sgd_runs=sgd_runs,
+                                 sgd_fitted=int(tr.fitted.sum()), sgd_distinct=len(sn),
+                                 median_steps=float(np.median(tr.steps[tr.fitted])),
+                                 n_compared=int(sel.sum()), spearman=_spearman(pb[sel], ps[sel]),
+                                 sgd_top10=int(lookup(top10, sc, sn).sum()), sgd_n=int(sn.sum()),
+                                 pb_top10_b=int(top10_b), pb_n_b=n_b,
+                                 acc_sgd=1 - np.average(err_sgd, weights=sn) / len(test),
+                                 acc_pb=1 - np.average(err_pb, weights=pb_counts) / len(test),
+                                 gen_sgd=float(np.average(err_sgd <= 0.1 * len(test), weights=sn)),
+                                 gen_pb=float(np.average(err_pb <= 0.1 * len(test), weights=pb_counts))))
+                if s == scatter_seed:
+                    scatter.append(pd.DataFrame(dict(target=tname, optimiser=oname,
+                                                     n_b=pb[sel], n_sgd=ps[sel],
+                                                     total_b=pb_counts.sum(), total_sgd=sn.sum())))
+    return {"volume_vs_sgd": pd.DataFrame(rows),
+            "volume_vs_sgd_scatter": pd.concat(scatter, ignore_index=True),
+            "offset_error": pd.concat(errs, ignore_index=True)}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation, NaN when fewer than three pairs or a constant side (reported as
+    undefined by the analysis, never filled in)."""
+    from scipy import stats as st
+
+    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(st.spearmanr(a, b).statistic)
+
+
+def _error_hist(seed, target, source, err, weight, n_test) -> pd.DataFrame:
+    """Share of the weight at each number of off-S errors ``0..n_test``."""
+    h = np.bincount(np.asarray(err, int), weights=np.asarray(weight, float), minlength=n_test + 1)
+    return pd.DataFrame(dict(seed=seed, target=target, source=source, errors=np.arange(n_test + 1),
+                             n_test=n_test, share=h / h.sum()))
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment 3: guess-and-check against SGD on the digits
+# ---------------------------------------------------------------------------------------------
+def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: Sequence[int],
+                           n_accept: int, max_draws: int, sgd_runs: int, lr: float,
+                           max_steps: int, loss_target: float, pair_seed, gc_seed,
+                           sgd_seed) -> pd.DataFrame:
+    """Chiang et al.'s guess-and-check on two-class subsets of ``load_digits`` (pixels / 16).
+
+    Per seed a random class pair (``np.random.default_rng(pair_seed(s))``), per size ``k`` a
+    balanced training set, the rest of the two classes as the test set; networks accepted by
+    guess-and-check (stream ``gc_seed(s, k)``) against SGD from the same prior (stream
+    ``sgd_seed(s, k)``), stopped at the first fit and at training loss ``loss_target``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    Xd = torch.tensor(digits.data / 16.0, dtype=torch.float32)
+    yd = digits.target
+    pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
+    rows = []
+    for s in progress(list(seeds), desc="guess and check"):
+        rng = np.random.default_rng(pair_seed(s))
+        a, b = pairs[rng.integers(len(pairs))]
+        pool = np.flatnonzero((yd == a) | (yd == b))
+        for k in sizes:
+            tr = np.concatenate([rng.choice(np.flatnonzero(yd == a), k // 2, replace=False),
+                                 rng.choice(np.flatnonzero(yd == b), k - k // 2, replace=False)])
+            te = np.setdiff1d(pool, tr)
+            ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
+            g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
+                                seed=gc_seed(s, k))
+            row = dict(seed=s, classes=f"{a}v{b}", k=k, draws=g.draws, accepted=g.accepted,
+                       acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
+            for tag, lt in [("first_fit", None), ("low_loss", loss_target)]:
+                r = train_to_fit(Xd[tr], ytr, Xd[te], sgd_runs, hidden, init="uniform",
+                                 optimizer="sgd", lr=lr, max_steps=max_steps,
+                                 seed=sgd_seed(s, k), loss_target=lt)
+                acc = ((r.outputs > 0) == yte).float().mean(1).numpy()
+                row[f"acc_sgd_{tag}"] = float(acc[r.fitted].mean()) if r.fitted.any() else np.nan
+                row[f"fit_share_{tag}"] = float(r.fitted.mean())
+            rows.append(row)
+    return pd.DataFrame(rows)
