@@ -37,7 +37,7 @@ from ...nets.sampler import (
     unpack_bits,
     unpack_params,
 )
-from ...nets.seeding import chunk_generator, counter_minibatch
+from ...nets.seeding import chunk_generator, counter_minibatch, rng as seeded_rng, seed_int
 from ...nets.train import train_until
 from ...stats import progress
 
@@ -390,24 +390,23 @@ class PriorSample:
 
 def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: int,
                  sigma_w: float, sigma_b: float, activation: str, seeds: Sequence[int],
-                 stream_seeds: Sequence[int], lz_sample: int,
-                 uniform_rng: np.random.Generator | None = None) -> PriorSample:
-    """Sample ``n_samples`` networks per seed (stream ``stream_seeds[i]`` for seed ``seeds[i]``),
+                 lz_sample: int, uniform: bool = False) -> PriorSample:
+    """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``),
     count their functions, and measure the LZ complexity of the first ``lz_sample`` networks'
-    functions; with ``uniform_rng``, also of as many uniformly random functions."""
+    functions; with ``uniform``, also of as many uniformly random functions."""
     L = 2 ** n_inputs
     parts, rows, hist = [], [], []
-    for s, stream in progress(list(zip(seeds, stream_seeds)), desc=f"prior ({setting})"):
+    for s in progress(list(seeds), desc=f"prior ({setting})"):
         fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
-                                    seed=stream, keep_samples=True)
+                                    seed=seed_int("prior", setting, s), keep_samples=True)
         parts.append(fc)
         bits = unpack_bits(samp[:lz_sample], L)
         del samp
         lz = lz_complexity(bits)
         hist.append(_value_counts(setting, "network", s, lz))
         lz_unif = np.nan
-        if uniform_rng is not None:
-            unif = lz_complexity(uniform_rng.random((lz_sample, L)) < 0.5)
+        if uniform:
+            unif = lz_complexity(seeded_rng("prior-uniform", setting, s).random((lz_sample, L)) < 0.5)
             hist.append(_value_counts(setting, "uniform", s, unif))
             lz_unif = float(unif.mean())
         rows.append(dict(setting=setting, seed=s, samples=fc.n_samples, distinct=fc.n_distinct,
@@ -455,9 +454,9 @@ def rank_frequency(ps: PriorSample, points: int = 80) -> pd.DataFrame:
 
 
 def reach(prior: FunctionCounts, n_inputs: int, targets: Sequence[str], sizes: Sequence[int],
-          seeds: Sequence[int], rng: np.random.Generator) -> pd.DataFrame:
+          seeds: Sequence[int]) -> pd.DataFrame:
     """Rejection sampling's reach on the cube: for each target, training-set size and seed (a
-    random training set), the share of the prior sample that fits it, how many networks and
+    random training set from ``rng("reach", target, k, seed)``), the share of the prior sample that fits it, how many networks and
     distinct functions were accepted, and how many of those were seen at least twice."""
     L = 2 ** n_inputs
     rows = []
@@ -465,7 +464,7 @@ def reach(prior: FunctionCounts, n_inputs: int, targets: Sequence[str], sizes: S
         tb = target_bits(tname, n_inputs)
         for k in sizes:
             for s in seeds:
-                idx = rng.choice(L, k, replace=False)
+                idx = seeded_rng("reach", tname, k, s).choice(L, k, replace=False)
                 m = consistent_mask(prior.codes, tb, idx, L)
                 acc = prior.counts[m]
                 rows.append(dict(target=tname, k=k, seed=s, accept_rate=acc.sum() / prior.n_samples,
@@ -488,13 +487,13 @@ def parse_optimiser(name: str) -> tuple[str, int | None]:
 def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b: float,
                   prior_samples: int, train_size: int, targets: Sequence[str],
                   optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
-                  seeds: Sequence[int], half_seeds, split_seed, train_seed,
-                  scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
+                  seeds: Sequence[int], scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
     """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
     per seed (fresh prior sample in two halves, fresh training set), target and optimiser.
 
-    ``half_seeds(s) -> (stream a, stream b)``, ``split_seed(s) -> int`` (training sets),
-    ``train_seed(s, target index) -> int`` (initial networks). Returns the tables
+    Streams: the prior halves ``seed_int("vs-prior", seed, "a" | "b")``, the training set
+    ``rng("vs-split", seed, target)``, the initial networks ``seed_int("vs-train", seed, target)``
+    (the same for every optimiser). Returns the tables
     ``volume_vs_sgd`` (one row per cell), ``volume_vs_sgd_scatter`` (the functions compared in
     seed ``scatter_seed``) and ``offset_error`` (distribution of the off-S error per cell and
     source: each optimiser and ``volume``)."""
@@ -502,14 +501,12 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
     X = cube(n_inputs)
     rows, scatter, errs = [], [], []
     for s in progress(list(seeds), desc="volume vs SGD"):
-        sa, sb = half_seeds(s)
-        half_a = sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b, "relu", seed=sa)
-        half_b = sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b, "relu", seed=sb)
+        half_a, half_b = (sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
+                                           "relu", seed=seed_int("vs-prior", s, h)) for h in "ab")
         both = FunctionCounts.merge([half_a, half_b])
-        rng = np.random.default_rng(split_seed(s))
-        for ti, tname in enumerate(targets):
+        for tname in targets:
             tb = target_bits(tname, n_inputs)
-            S = np.sort(rng.choice(L, train_size, replace=False))
+            S = np.sort(seeded_rng("vs-split", s, tname).choice(L, train_size, replace=False))
             test = np.setdiff1d(np.arange(L), S)
             m_all = consistent_mask(both.codes, tb, S, L)
             pb_codes, pb_counts = both.codes[m_all], both.counts[m_all]
@@ -524,7 +521,7 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                 opt, bs = parse_optimiser(oname)
                 tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w,
                                   sigma_b, "relu", opt, lrs[opt], bs, max_steps,
-                                  seed=train_seed(s, ti))
+                                  seed=seed_int("vs-train", s, tname))
                 sc, sn = count_rows(tr.codes[tr.fitted])
                 keys, _ = count_rows(np.concatenate([pb_codes, sc]))
                 pb = lookup(keys, pb_codes, pb_counts)
@@ -575,14 +572,14 @@ def _error_hist(seed, target, source, err, weight, n_test) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: Sequence[int],
                            n_accept: int, max_draws: int, sgd_runs: int, lr: float,
-                           max_steps: int, loss_target: float, pair_seed, gc_seed,
-                           sgd_seed) -> pd.DataFrame:
+                           max_steps: int, loss_target: float) -> pd.DataFrame:
     """Chiang et al.'s guess-and-check on two-class subsets of ``load_digits`` (pixels / 16).
 
-    Per seed a random class pair (``np.random.default_rng(pair_seed(s))``), per size ``k`` a
-    balanced training set, the rest of the two classes as the test set; networks accepted by
-    guess-and-check (stream ``gc_seed(s, k)``) against SGD from the same prior (stream
-    ``sgd_seed(s, k)``), stopped at the first fit and at training loss ``loss_target``."""
+    Per seed a random class pair (``rng("gc-pair", seed)``), per size ``k`` a balanced training
+    set (``rng("gc-split", seed, k)``), the rest of the two classes as the test set; networks
+    accepted by guess-and-check (stream ``seed_int("gc-draw", seed, k)``) against SGD from the
+    same prior (stream ``seed_int("gc-sgd", seed, k)``), stopped at the first fit and at
+    training loss ``loss_target``."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -591,22 +588,22 @@ def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: S
     pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
     rows = []
     for s in progress(list(seeds), desc="guess and check"):
-        rng = np.random.default_rng(pair_seed(s))
-        a, b = pairs[rng.integers(len(pairs))]
+        a, b = pairs[seeded_rng("gc-pair", s).integers(len(pairs))]
         pool = np.flatnonzero((yd == a) | (yd == b))
         for k in sizes:
+            rng = seeded_rng("gc-split", s, k)
             tr = np.concatenate([rng.choice(np.flatnonzero(yd == a), k // 2, replace=False),
                                  rng.choice(np.flatnonzero(yd == b), k - k // 2, replace=False)])
             te = np.setdiff1d(pool, tr)
             ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
             g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
-                                seed=gc_seed(s, k))
+                                seed=seed_int("gc-draw", s, k))
             row = dict(seed=s, classes=f"{a}v{b}", k=k, draws=g.draws, accepted=g.accepted,
                        acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
             for tag, lt in [("first_fit", None), ("low_loss", loss_target)]:
                 r = train_to_fit(Xd[tr], ytr, Xd[te], sgd_runs, hidden, init="uniform",
                                  optimizer="sgd", lr=lr, max_steps=max_steps,
-                                 seed=sgd_seed(s, k), loss_target=lt)
+                                 seed=seed_int("gc-sgd", s, k), loss_target=lt)
                 acc = ((r.outputs > 0) == yte).float().mean(1).numpy()
                 row[f"acc_sgd_{tag}"] = float(acc[r.fitted].mean()) if r.fitted.any() else np.nan
                 row[f"fit_share_{tag}"] = float(r.fitted.mean())
