@@ -16,7 +16,7 @@ from ...report import Findings
 from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict
 
 #: interval over seeds: ``interval(values) -> (estimate, low, high)``
-interval = stats.bootstrap_ci
+interval = stats.t_interval
 
 
 def band_verdict(lo: float, hi: float, width: float, what: str) -> Verdict:
