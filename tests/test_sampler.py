@@ -114,3 +114,23 @@ def test_bad_inputs_are_named():
         V.cube(0)
     with pytest.raises(ValueError, match="sigma_w"):
         V.sample_functions(4, [8], 10, sigma_w=0.0)
+
+
+def test_pm1_encoding_feeds_the_same_networks_the_signed_cube():
+    n, hidden = 4, [6, 5]
+    x = V.cube(n, encoding="pm1")
+    assert set(x.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(x, V.cube(n) * 2 - 1)
+    fc, codes = V.sample_functions(n, hidden, 50, 1.0, 0.1, "tanh", seed=2, chunk=25,
+                                   keep_samples=True, encoding="pm1")
+    ch = V.sample_chunk(n, hidden, 25, 1.0, 0.1, "tanh", seed=2, chunk_index=1, encoding="pm1")
+    assert np.array_equal(ch.codes.numpy(), codes[25:])
+    ref = V.forward_per_network(ch.params, x, n, hidden, "tanh")
+    assert torch.equal(V.pack_bits(ref > 0), ch.codes)
+    # odd network (tanh, no biases) on the signed cube: f(-x) = -f(x), so no constant function
+    odd = V.sample_functions(n, hidden, 200, 1.0, 0.0, "tanh", seed=3, keep_samples=True,
+                             encoding="pm1")[1]
+    bits = V.unpack_bits(odd, 2 ** n)
+    assert np.array_equal(bits, ~bits[:, ::-1])
+    with pytest.raises(ValueError, match="encoding"):
+        V.sample_functions(n, hidden, 10, encoding="pm")
