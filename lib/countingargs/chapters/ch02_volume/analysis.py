@@ -1,8 +1,11 @@
 """Chapter 02 (volume): verdicts, effect sizes and glued numbers, from the saved tables only.
 
-Every verdict rule stated in the notebook's prose is one function here; :func:`analyse` gives
-every glued value and derived table (``python -m countingargs verify`` calls it on the saved
-CSVs). Intervals are over seeds (:data:`interval`).
+Every verdict rule stated in the notebook's prose is one function here (``verdict_*``); each
+returns ``(Verdict, (estimate, low, high), n_undefined)`` where the interval is a Student-t
+interval over seeds (:data:`interval`) and ``n_undefined`` counts the cells whose statistic was
+undefined (NaN): they are left out of the per-seed means and reported, never filled in.
+:func:`analyse` gives every glued value and derived table (``python -m countingargs verify``
+calls it on the saved CSVs).
 """
 from __future__ import annotations
 
@@ -12,11 +15,25 @@ import numpy as np
 import pandas as pd
 
 from ... import stats
-from ...report import Findings
+from ...report import SCEPTIC, Findings, ledger_row, ledger_table
 from ...stats import CONTRADICTS, MIXED, SUPPORTS, Verdict
 
 #: interval over seeds: ``interval(values) -> (estimate, low, high)``
 interval = stats.t_interval
+#: test 2a (strong version): the correlation counts as "at the ceiling" within this margin
+CEILING_MARGIN = 0.1
+#: test 2b: SGD's share of the top-10 volume functions within a factor 2**PROPORTION_MARGIN
+PROPORTION_MARGIN = 1.0
+#: test 4: test accuracies count as equal within this margin
+GC_MARGIN = 0.05
+#: test 4: loss bins per cell for the loss-matched comparison (quantiles of guess-and-check's)
+GC_LOSS_BINS = 10
+#: the prior settings (name -> how the prose describes it)
+SETTINGS = {"main": "ReLU, inputs in {0,1}", "second": "tanh with large σ_w, inputs in {0,1}",
+            "tanh": "tanh, inputs in {0,1}", "pm1-relu": "ReLU, inputs in {−1,+1}",
+            "pm1-tanh": "tanh, inputs in {−1,+1}"}
+
+Result = tuple  # (Verdict, (estimate, low, high), n_undefined)
 
 
 def band_verdict(lo: float, hi: float, width: float, what: str) -> Verdict:
@@ -34,8 +51,31 @@ def band_verdict(lo: float, hi: float, width: float, what: str) -> Verdict:
     return Verdict(MIXED, f"the 95% interval of the {what} {span} overlaps the edge of ±{width:g}")
 
 
-def _arch(n_inputs, hidden) -> str:
-    return f"{n_inputs}→" + "→".join(map(str, hidden)) + "→1"
+def per_seed_mean(cells: pd.DataFrame, values: pd.Series) -> tuple[pd.Series, int]:
+    """Mean of ``values`` (aligned with ``cells``) over the cells of each seed, leaving out the
+    undefined ones; returns the per-seed means (seeds with no defined cell are dropped) and the
+    number of undefined cells."""
+    v = pd.Series(np.asarray(values, float), index=cells.index)
+    bad = int((~np.isfinite(v)).sum())
+    ok = np.isfinite(v)
+    return v[ok].groupby(cells.seed[ok]).mean(), bad
+
+
+def _interval_verdict(per_seed: pd.Series, n_bad: int, n_cells: int, what: str, *,
+                      band: float | None = None, favour: str = "positive") -> Result:
+    """A verdict from per-seed values: a band rule (``band``) or a sign rule (``favour``).
+    Fewer than two seeds with a defined value give ``mixed`` with the reason."""
+    if len(per_seed) < 2:
+        return (Verdict(MIXED, f"the {what} is undefined in {n_bad} of {n_cells} cells, leaving "
+                               f"{len(per_seed)} seed(s): too few for an interval"),
+                (float(per_seed.mean()) if len(per_seed) else float("nan"),) + (float("nan"),) * 2,
+                n_bad)
+    est, lo, hi = interval(per_seed.to_numpy(float))
+    v = (band_verdict(lo, hi, band, what) if band is not None
+         else Verdict.from_interval(lo, hi, favour=favour, what=what))
+    if n_bad:
+        v = Verdict(v.label, f"{v.reason} ({n_bad} of {n_cells} cells undefined, left out)")
+    return v, (est, lo, hi), n_bad
 
 
 def _need(tables: dict, *names: str) -> None:
@@ -44,19 +84,52 @@ def _need(tables: dict, *names: str) -> None:
         raise ValueError(f"chapter 02 analysis needs the tables {missing}; saved: {sorted(tables)}")
 
 
+def _arch(n_inputs, hidden) -> str:
+    return f"{n_inputs}→" + "→".join(map(str, hidden)) + "→1"
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. the prior
 # ---------------------------------------------------------------------------------------------
-def verdict_prior(seeds: pd.DataFrame) -> tuple[Verdict, tuple[float, float, float]]:
-    """Premise: random networks concentrate on simple functions. Per seed of the main setting,
-    mean LZ complexity of a random network's function minus that of a uniformly random
-    function; supports if the interval lies below 0, contradicts if above, else mixed."""
+def verdict_prior(seeds: pd.DataFrame) -> Result:
+    """Premise, as first stated: per seed of the main setting, mean LZ complexity of a random
+    network's function minus that of a uniformly random function; supports if the interval lies
+    below 0, contradicts if above, else mixed."""
     main = seeds[seeds.setting == "main"]
-    diff = (main.lz_mean_prior - main.lz_mean_uniform).to_numpy(float)
-    est, lo, hi = interval(diff)
-    v = Verdict.from_interval(lo, hi, favour="negative",
-                              what="difference in mean LZ complexity (prior minus uniform)")
-    return v, (est, lo, hi)
+    ps, bad = per_seed_mean(main, main.lz_mean_prior - main.lz_mean_uniform)
+    return _interval_verdict(ps, bad, len(main), "difference in mean LZ complexity (prior minus "
+                             "uniform)", favour="negative")
+
+
+def verdict_prior_matched(seeds: pd.DataFrame, setting: str = "main") -> Result:
+    """Premise without the bias toward few ones: per seed, mean LZ complexity of a random
+    network's function minus that of a random function with the same number of ones (its bits
+    shuffled); supports if the interval lies below 0, contradicts if above, else mixed."""
+    rows = seeds[seeds.setting == setting]
+    if rows.empty:
+        raise ValueError(f"no prior setting {setting!r}; saved: {sorted(seeds.setting.unique())}")
+    ps, bad = per_seed_mean(rows, rows.lz_mean_prior - rows.lz_mean_matched)
+    return _interval_verdict(ps, bad, len(rows), f"difference in mean LZ complexity ({setting}: "
+                             "prior minus random functions with as many ones)", favour="negative")
+
+
+def prior_by_setting(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: mean LZ complexity of the networks' functions, of the same functions with
+    shuffled bits, of uniformly random functions (main only), the gap to the shuffled ones with
+    its interval, the mean imbalance |ones / L - 1/2| and the mass of the two constants."""
+    rows = []
+    for setting, d in seeds.groupby("setting", sort=False):
+        _, (gap, lo, hi), _ = verdict_prior_matched(seeds, setting)
+        rows.append(dict(setting=setting, activation=d.activation.iloc[0],
+                         encoding=d.encoding.iloc[0], sigma_w=float(d.sigma_w.iloc[0]),
+                         lz_network=float(d.lz_mean_prior.mean()),
+                         lz_ones_matched=float(d.lz_mean_matched.mean()),
+                         lz_uniform=float(d.lz_mean_uniform.mean()) if d.lz_mean_uniform.notna().any()
+                         else np.nan,
+                         gap_matched=gap, gap_matched_lo=lo, gap_matched_hi=hi,
+                         imbalance=float(d.imbalance_mean.mean()),
+                         p_constant=float((d.p_const0 + d.p_const1).mean())))
+    return pd.DataFrame(rows)
 
 
 def prior(tables: dict, params: dict) -> Findings:
@@ -66,16 +139,21 @@ def prior(tables: dict, params: dict) -> Findings:
     seeds, pooled = tables["prior_seeds"], tables["prior_pooled"].set_index("setting")
     top, scatter = tables["prior_top"], tables["prior_scatter"]
     main = seeds[seeds.setting == "main"]
-    v, (lz_est, lz_lo, lz_hi) = verdict_prior(seeds)
-    p0 = interval(main.p_const0)
-    p1 = interval(main.p_const1)
+    v1, (lz_est, lz_lo, lz_hi), _ = verdict_prior(seeds)
+    v1m, (m_est, m_lo, m_hi), _ = verdict_prior_matched(seeds, "main")
+    v1p, (p_est, p_lo, p_hi), _ = verdict_prior_matched(seeds, "pm1-tanh")
+    by = prior_by_setting(seeds).set_index("setting")
+    p0, p1 = interval(main.p_const0), interval(main.p_const1)
     top_main = top[top.setting == "main"].drop_duplicates("rank").sort_values("rank")
+    lz_u, lz_p, lz_m = (float(main.lz_mean_uniform.mean()), float(main.lz_mean_prior.mean()),
+                        float(main.lz_mean_matched.mean()))
     g = dict(arch=_arch(params["n_inputs"], params["hidden"]), n_cube=2 ** params["n_inputs"],
              n_inputs=params["n_inputs"], prior_samples=int(pooled.loc["main", "samples"]),
              prior2_samples=int(pooled.loc["second", "samples"]), sigma_w=params["sigma_w"],
              sigma_b=params["sigma_b"], n_seeds=params["seeds"],
              prior2_desc=f"{params['prior2_activation']}, σ_w = {params['prior2_sigma_w']:g}, "
                          f"σ_b = {params['sigma_b']:g}",
+             enc_sigma_w=params["enc_sigma_w"], enc_samples=int(pooled.loc["pm1-tanh", "samples"]),
              distinct_main=int(pooled.loc["main", "distinct"]),
              distinct_second=int(pooled.loc["second", "distinct"]),
              singleton_share=float(pooled.loc["main", "singletons"] / pooled.loc["main", "distinct"]),
@@ -83,37 +161,68 @@ def prior(tables: dict, params: dict) -> Findings:
              p_const1=p1[0], p_const1_lo=p1[1], p_const1_hi=p1[2],
              log2_uniform=-float(2 ** params["n_inputs"]),
              lz_diff=lz_est, lz_diff_lo=lz_lo, lz_diff_hi=lz_hi,
-             lz_prior_mean=float(main.lz_mean_prior.mean()),
-             lz_uniform_mean=float(main.lz_mean_uniform.mean()),
-             lz_second_mean=float(seeds[seeds.setting == "second"].lz_mean_prior.mean()),
+             lz_prior_mean=lz_p, lz_uniform_mean=lz_u, lz_matched_mean=lz_m,
+             lz_diff_matched=m_est, lz_diff_matched_lo=m_lo, lz_diff_matched_hi=m_hi,
+             lz_gap_ones_share=(lz_u - lz_m) / (lz_u - lz_p),
+             lz_second_mean=float(by.loc["second", "lz_network"]),
+             lz_second_gap=float(by.loc["second", "gap_matched"]),
+             lz_tanh_gap=float(by.loc["tanh", "gap_matched"]),
+             lz_pm1_relu_gap=float(by.loc["pm1-relu", "gap_matched"]),
+             lz_pm1_tanh_mean=float(by.loc["pm1-tanh", "lz_network"]),
+             lz_diff_pm1=p_est, lz_diff_pm1_lo=p_lo, lz_diff_pm1_hi=p_hi,
+             imbalance_main=float(by.loc["main", "imbalance"]),
+             imbalance_pm1_tanh=float(by.loc["pm1-tanh", "imbalance"]),
+             imbalance_pm1_relu=float(by.loc["pm1-relu", "imbalance"]),
+             p_constant_pm1_tanh=float(by.loc["pm1-tanh", "p_constant"]),
+             p_constant_pm1_relu=float(by.loc["pm1-relu", "p_constant"]),
              lz_sample=params["lz_sample"], lz_top=params["lz_top"],
              top_main_1=top_main.iloc[0].function, top_main_3=top_main.iloc[2].function,
              p_top_main_3=float(top_main.iloc[2].p),
              rho_lz=float(st.spearmanr(scatter.logp, scatter.lz).statistic),
-             verdict_prior=v.label, verdict_prior_reason=v.reason)
-    return Findings(glue=g)
+             rho_ones=float(st.spearmanr(scatter.logp, np.abs(scatter.ones - 2 ** params["n_inputs"] / 2)).statistic),
+             verdict_prior=v1.label, verdict_prior_reason=v1.reason,
+             verdict_prior_matched=v1m.label, verdict_prior_matched_reason=v1m.reason,
+             verdict_prior_pm1=v1p.label, verdict_prior_pm1_reason=v1p.reason)
+    return Findings(glue=g, tables={"prior_by_setting": prior_by_setting(seeds)})
 
 
 # ---------------------------------------------------------------------------------------------
 # reach of rejection sampling on the big cube
 # ---------------------------------------------------------------------------------------------
+#: at least this many functions seen twice (mean over targets and training sets) count as
+#: "function-by-function estimates possible" at a training-set size
+REACH_MIN_SEEN_TWICE = 100
+
+
 def reach_summary(reach: pd.DataFrame) -> pd.DataFrame:
-    """Mean acceptance rate, accepted networks and functions seen twice per (target, size)."""
+    """Mean acceptance rate, accepted networks, distinct functions and functions seen twice per
+    (target, size)."""
     return (reach.groupby(["target", "k"], sort=False)
             .agg(accept_rate=("accept_rate", "mean"), accepted=("accepted", "mean"),
                  distinct=("distinct", "mean"), seen_twice=("seen_twice", "mean")).reset_index())
 
 
 def reach(tables: dict, params: dict) -> Findings:
+    """The largest training-set size at which the simple targets (those with any accepted
+    network at every size) still have :data:`REACH_MIN_SEEN_TWICE` functions seen twice, the
+    next size, and the targets out of reach."""
     _need(tables, "reach")
     r = tables["reach"]
-    k_hi = int(r.k.max())
+    sizes = sorted(r.k.unique())
+    k_hi = int(sizes[-1])
     at_hi = r[r.k == k_hi]
     zero = at_hi.groupby("target", sort=False).accepted.max().loc[lambda x: x == 0]
     hardest = at_hi.groupby("target", sort=False).accept_rate.mean().sort_values()
-    r16 = r[r.k == 16]
-    g = dict(reach_k16_seen_twice=float(r16.seen_twice.mean()) if len(r16) else 0.0,
-             reach_k16_distinct=float(r16.distinct.mean()) if len(r16) else 0.0,
+    simple = [t for t, d in r.groupby("target", sort=False) if (d.groupby("k").accepted.max() > 0).all()]
+    twice = r[r.target.isin(simple)].groupby("k").seen_twice.mean()
+    ok = [k for k in sizes if twice.get(k, 0) >= REACH_MIN_SEEN_TWICE]
+    k_ok = int(ok[-1]) if ok else int(sizes[0])
+    k_next = int(next((k for k in sizes if k > k_ok), k_ok))
+    nxt = r[(r.k == k_next) & r.target.isin(simple)]
+    g = dict(reach_k_ok=k_ok, reach_k_next=k_next, reach_min_twice=REACH_MIN_SEEN_TWICE,
+             reach_next_seen_twice=float(nxt.seen_twice.mean()),
+             reach_next_distinct=float(nxt.distinct.mean()),
+             reach_simple_targets=", ".join(simple) if simple else "none",
              reach_kmax=k_hi,
              reach_kmax_zero_targets=", ".join(zero.index) if len(zero) else "none of the targets",
              reach_hardest=", ".join(hardest.index[:2]))
@@ -123,6 +232,10 @@ def reach(tables: dict, params: dict) -> Findings:
 # ---------------------------------------------------------------------------------------------
 # 2-3. volume vs SGD, counting vs volume
 # ---------------------------------------------------------------------------------------------
+#: the conditions of the small-cube test: (setting, whether the optimiser trains on to low loss)
+CONDITIONS = {"first-fit": ("main", False), "long": ("main", True), "pm1": ("pm1-tanh", False)}
+
+
 def top10_shares(vs: pd.DataFrame) -> pd.DataFrame:
     """SGD's share and the volume share (on the half of the prior sample that did not select
     them) of the ten functions with the most volume; a share of zero counts as half a sample;
@@ -131,82 +244,238 @@ def top10_shares(vs: pd.DataFrame) -> pd.DataFrame:
     out["sgd_share_top10"] = np.maximum(out.sgd_top10, 0.5) / out.sgd_n
     out["pb_share_top10"] = np.maximum(out.pb_top10_b, 0.5) / np.maximum(out.pb_n_b, 1)
     out["log2_ratio"] = np.log2(out.sgd_share_top10 / out.pb_share_top10)
+    out["d"] = (out.acc_sgd - 0.5).abs() - (out.acc_sgd - out.acc_pb).abs()
     return out
 
 
-def per_seed(vs: pd.DataFrame) -> pd.DataFrame:
-    """Cell statistics averaged over targets and optimisers, one row per seed; ``d`` = how much
-    closer SGD's off-S accuracy is to volume's than to counting's 0.5."""
+def condition_cells(vs: pd.DataFrame, condition: str) -> pd.DataFrame:
+    """The cells of a condition: ``first-fit`` (main setting, optimisers stopped at the first
+    fit), ``long`` (main setting, trained on to a low loss), ``pm1`` (tanh on inputs in
+    {-1,+1}, stopped at the first fit)."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; valid: {list(CONDITIONS)}")
+    setting, long = CONDITIONS[condition]
+    is_long = vs.optimiser.str.contains("-long")
+    return top10_shares(vs[(vs.setting == setting) & (is_long == long)])
+
+
+def verdict_order_floor(cells: pd.DataFrame) -> Result:
+    """2a, weak version (order): SGD's frequencies are related to volume beyond the floor of the
+    statistic (its value when SGD's counts are shuffled over the functions). Per seed, the mean
+    over cells of Spearman minus floor; supports if the interval lies above 0, contradicts if
+    below, else mixed."""
+    ps, bad = per_seed_mean(cells, cells.spearman - cells.spearman_floor)
+    return _interval_verdict(ps, bad, len(cells), "rank correlation above its floor")
+
+
+def verdict_order_ceiling(cells: pd.DataFrame) -> Result:
+    """2a, strong version (first order, P_SGD = P_B): the rank correlation is as high as it
+    would be if SGD sampled exactly from P_B (the parametric null's mean at the same sample
+    sizes and selection). Per seed, mean over cells of Spearman minus ceiling; supports if the
+    interval lies inside ±:data:`CEILING_MARGIN`, contradicts if entirely outside, else mixed."""
+    ps, bad = per_seed_mean(cells, cells.spearman - cells.spearman_null)
+    return _interval_verdict(ps, bad, len(cells), "rank correlation minus its ceiling",
+                             band=CEILING_MARGIN)
+
+
+def verdict_lit(cells: pd.DataFrame) -> Result:
+    """2a, the literature's statistic: Pearson correlation of log P_SGD and log P_B over the
+    functions seen at least k times in both samples, minus its value under exact sampling from
+    P_B; the same band rule as :func:`verdict_order_ceiling`. Undefined cells (fewer than three
+    such functions) are left out and counted."""
+    ps, bad = per_seed_mean(cells, cells.lit - cells.lit_null)
+    return _interval_verdict(ps, bad, len(cells), "log-log correlation minus its ceiling",
+                             band=CEILING_MARGIN)
+
+
+def verdict_proportion(cells: pd.DataFrame) -> Result:
+    """2b: SGD's share of the ten functions with the most volume equals their volume share.
+    Per seed, mean over cells of log2(SGD share / volume share); supports if the interval lies
+    inside ±:data:`PROPORTION_MARGIN` (a factor two), contradicts if entirely outside."""
+    v = top10_shares(cells)
+    ps, bad = per_seed_mean(v, v.log2_ratio)
+    return _interval_verdict(ps, bad, len(v), "log2 ratio of SGD's share to the volume share "
+                             "on the top-10 volume functions", band=PROPORTION_MARGIN)
+
+
+def verdict_count(cells: pd.DataFrame) -> Result:
+    """3: volume predicts SGD's accuracy off S better than counting does. Per seed, mean over
+    cells of d = |a_SGD - 0.5| - |a_SGD - a_B|; supports if the interval lies above 0,
+    contradicts if below, else mixed."""
+    v = top10_shares(cells)
+    ps, bad = per_seed_mean(v, v.d)
+    return _interval_verdict(ps, bad, len(v), "advantage of volume over counting as a predictor "
+                             "of SGD's off-S accuracy")
+
+
+VS_RULES = {"order_floor": verdict_order_floor, "order_ceiling": verdict_order_ceiling,
+            "lit": verdict_lit, "proportion": verdict_proportion, "count": verdict_count}
+
+
+def vs_verdicts(vs: pd.DataFrame) -> pd.DataFrame:
+    """Every rule of tests 2-3 in every condition: one row each (condition, rule, cells,
+    undefined cells, estimate, interval, verdict, reason)."""
+    rows = []
+    for cond in CONDITIONS:
+        cells = condition_cells(vs, cond)
+        if cells.empty:
+            continue
+        for rule, fn in VS_RULES.items():
+            v, (est, lo, hi), bad = fn(cells)
+            rows.append(dict(condition=cond, rule=rule, cells=len(cells), undefined=bad,
+                             estimate=est, low=lo, high=hi, verdict=v.label, reason=v.reason))
+    return pd.DataFrame(rows)
+
+
+def by_cell(vs: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds per (setting, target, optimiser) of the statistics and diagnostics."""
     v = top10_shares(vs)
-    ps = v.groupby("seed").agg(spearman=("spearman", "mean"), log2_ratio=("log2_ratio", "mean"),
-                               acc_sgd=("acc_sgd", "mean"), acc_pb=("acc_pb", "mean"),
-                               gen_sgd=("gen_sgd", "mean"), gen_pb=("gen_pb", "mean"))
-    ps["d"] = (ps.acc_sgd - 0.5).abs() - (ps.acc_sgd - ps.acc_pb).abs()
-    return ps
+    cols = ["spearman", "spearman_null", "spearman_floor", "spearman_split", "lit", "lit_null",
+            "lit_n", "log2_ratio", "acc_sgd", "acc_pb", "median_steps", "fit_at_init",
+            "init_agree", "init_agree_other"]
+    return v.groupby(["setting", "target", "optimiser"], sort=False)[cols].mean().reset_index()
 
 
-def verdict_order(vs: pd.DataFrame):
-    ps = per_seed(vs)
-    est, lo, hi = interval(ps.spearman.fillna(0))
-    return Verdict.from_interval(lo, hi, what="Spearman correlation of log P_SGD and log P_B"), (est, lo, hi)
+def _by_target(cells: pd.DataFrame, col: str, ref: str) -> str:
+    parts = [f"{t}: {d[col].mean():.2f} (exact sampling would give {d[ref].mean():.2f})"
+             for t, d in cells.groupby("target", sort=False)]
+    return "; ".join(parts)
 
 
-def verdict_proportion(vs: pd.DataFrame):
-    est, lo, hi = interval(per_seed(vs).log2_ratio)
-    return band_verdict(lo, hi, 1.0, "log2 ratio of SGD's share to the volume share on the "
-                                     "top-10 volume functions"), (est, lo, hi)
+def _rule(verdicts: pd.DataFrame, cond: str, rule: str) -> pd.Series:
+    return verdicts[(verdicts.condition == cond) & (verdicts.rule == rule)].iloc[0]
 
 
-def verdict_count(vs: pd.DataFrame):
-    est, lo, hi = interval(per_seed(vs).d)
-    return Verdict.from_interval(lo, hi, what="advantage of volume over counting as a predictor "
-                                              "of SGD's off-S accuracy"), (est, lo, hi)
+def num(x: float, fmt: str = ".2f") -> str:
+    """A number as glued text, or "undefined" for NaN (glue refuses non-finite numbers, and
+    a statistic that is undefined must say so rather than show a filled-in value)."""
+    return format(float(x), fmt) if np.isfinite(x) else "undefined"
+
+
+def span(est: float, lo: float, hi: float, fmt: str = ".2f") -> str:
+    """``"0.12 (interval 0.05 to 0.20)"``, or with "undefined" where a value is NaN."""
+    return f"{num(est, fmt)} (interval {num(lo, fmt)} to {num(hi, fmt)})"
+
+
+class _Condition:
+    """The verdict rows and cell means of one condition, for literal glue keys."""
+
+    def __init__(self, vs: pd.DataFrame, ver: pd.DataFrame, cond: str):
+        self.cells = condition_cells(vs, cond)
+        if self.cells.empty:
+            raise ValueError(f"the volume_vs_sgd table has no cells of condition {cond!r}")
+        self.rows = {rule: _rule(ver, cond, rule) for rule in VS_RULES}
+
+    def span(self, rule, fmt=".2f"):
+        r = self.rows[rule]
+        return span(r.estimate, r.low, r.high, fmt)
+
+    def verdict(self, rule):
+        return str(self.rows[rule].verdict)
+
+    def reason(self, rule):
+        return str(self.rows[rule].reason)
+
+    def undefined(self, rule):
+        return int(self.rows[rule].undefined)
+
+    def mean(self, col, fmt=".2f"):
+        return num(self.cells[col].mean(), fmt)
+
+    def share_of_ceiling(self):
+        rho, null, floor = (self.cells[c].mean() for c in ("spearman", "spearman_null", "spearman_floor"))
+        return num((rho - floor) / (null - floor))
 
 
 def volume_vs_sgd(tables: dict, params: dict) -> Findings:
+    """Tests 2 and 3 in every condition (table ``vs_verdicts``), the cell means
+    (``volume_vs_sgd_by_cell``) and the glued text; numbers that can be undefined are glued as
+    text (:func:`num`, :func:`span`)."""
     _need(tables, "volume_vs_sgd")
     from scipy import stats as st
 
-    vs = top10_shares(tables["volume_vs_sgd"])
-    ps = per_seed(vs)
-    v2a, (rho, rho_lo, rho_hi) = verdict_order(vs)
-    v2b, (r, r_lo, r_hi) = verdict_proportion(vs)
-    v3, (d, d_lo, d_hi) = verdict_count(vs)
+    vs = tables["volume_vs_sgd"]
+    ver = vs_verdicts(vs)
+    f, lg, pm = (_Condition(vs, ver, c) for c in CONDITIONS)
+    ff = f.cells
     n_test = int(2 ** params["small_inputs"] - params["train_size"])
-    targets = list(dict.fromkeys(vs.target))
+    sgd, adam = ff[ff.optimiser == "sgd"], ff[ff.optimiser == "adam"]
     g = dict(train_size=params["train_size"], n_test_small=n_test, n5=params["small_inputs"],
-             rho=rho, rho_lo=rho_lo, rho_hi=rho_hi, log2_ratio=r, log2_ratio_lo=r_lo,
-             log2_ratio_hi=r_hi, ratio=2 ** r, d=d, d_lo=d_lo, d_hi=d_hi,
-             sgd_share_top10=float(vs.sgd_share_top10.mean()),
-             pb_share_top10=float(vs.pb_share_top10.mean()),
-             acc_sgd=float(ps.acc_sgd.mean()), acc_pb=float(ps.acc_pb.mean()),
-             gen_sgd=float(ps.gen_sgd.mean()), gen_pb=float(ps.gen_pb.mean()),
+             small_samples=int(ff.prior_samples.iloc[0]), sgd_runs=params["sgd_runs"],
+             sgd_lr=params["sgd_lr"], adam_lr=params["adam_lr"], long_loss=params["long_loss"],
+             k_lit=params["k_lit"], null_reps=params["null_reps"], ceiling_margin=CEILING_MARGIN,
+             targets_list=", ".join(dict.fromkeys(ff.target)),
+             optimisers_list=", ".join(dict.fromkeys(ff.optimiser)),
              gen_count=float(st.binom.cdf(int(0.1 * n_test), n_test, 0.5)),
-             accepted_mean=float(vs.drop_duplicates(["seed", "target"]).accepted.mean()),
-             accepted_min=int(vs.accepted.min()), small_samples=int(vs.prior_samples.iloc[0]),
-             sgd_runs=params["sgd_runs"], n_compared_mean=float(vs.n_compared.mean()),
+             accepted_mean=float(ff.drop_duplicates(["seed", "target"]).accepted.mean()),
+             accepted_min=int(vs.accepted.min()), n_compared_mean=float(ff.n_compared.mean()),
              sgd_fit_share=float(vs.sgd_fitted.sum() / vs.sgd_runs.sum()),
-             targets_list=", ".join(targets), optimisers_list=", ".join(dict.fromkeys(vs.optimiser)),
-             sgd_lr=params["sgd_lr"], adam_lr=params["adam_lr"],
-             target_0=targets[0], target_1=targets[1] if len(targets) > 1 else targets[0],
-             rho_target_0=float(vs[vs.target == targets[0]].spearman.mean()),
-             rho_target_1=float(vs[vs.target == targets[-1]].spearman.mean()),
-             log2_ratio_target_0=float(vs[vs.target == targets[0]].log2_ratio.mean()),
-             log2_ratio_target_1=float(vs[vs.target == targets[-1]].log2_ratio.mean()),
-             verdict_order=v2a.label, verdict_order_reason=v2a.reason,
-             verdict_proportion=v2b.label, verdict_proportion_reason=v2b.reason,
-             verdict_count=v3.label, verdict_count_reason=v3.reason)
-    by_cell = (vs.groupby(["target", "optimiser"], sort=False)
-               .agg(spearman=("spearman", "mean"), sgd_share_top10=("sgd_share_top10", "mean"),
-                    pb_share_top10=("pb_share_top10", "mean"), acc_sgd=("acc_sgd", "mean"),
-                    acc_pb=("acc_pb", "mean"), median_steps=("median_steps", "median"))
-               .reset_index())
-    return Findings(glue=g, tables={"volume_vs_sgd_by_cell": by_cell})
+             n_vs_cells=len(ff), n_vs_verdicts=len(ver),
+             # first fit, main setting: 2a weak / strong / literature, 2b, 3
+             rho=f.mean("spearman"), rho_null=f.mean("spearman_null"),
+             rho_null_lo=f.mean("spearman_null_lo"), rho_null_hi=f.mean("spearman_null_hi"),
+             rho_floor=f.mean("spearman_floor"), rho_split=f.mean("spearman_split"),
+             rho_share_of_ceiling=f.share_of_ceiling(),
+             rho_by_target=_by_target(ff, "spearman", "spearman_null"),
+             floor_gap=f.span("order_floor"), verdict_order_floor=f.verdict("order_floor"),
+             verdict_order_floor_reason=f.reason("order_floor"),
+             ceiling_gap=f.span("order_ceiling"), verdict_order_ceiling=f.verdict("order_ceiling"),
+             verdict_order_ceiling_reason=f.reason("order_ceiling"),
+             order_undefined=f.undefined("order_ceiling"),
+             lit=f.mean("lit"), lit_null=f.mean("lit_null"), lit_n_mean=f.mean("lit_n", ".1f"),
+             lit_gap=f.span("lit"), verdict_lit=f.verdict("lit"), verdict_lit_reason=f.reason("lit"),
+             lit_undefined=f.undefined("lit"),
+             log2_ratio=f.span("proportion"),
+             ratio=num(2 ** f.rows["proportion"].estimate, ".1f"),
+             log2_ratio_null=f.mean("log2_ratio_null"),
+             log2_ratio_null_lo=f.mean("log2_ratio_null_lo"),
+             log2_ratio_null_hi=f.mean("log2_ratio_null_hi"),
+             verdict_proportion=f.verdict("proportion"),
+             verdict_proportion_reason=f.reason("proportion"),
+             sgd_share_top10=f.mean("sgd_share_top10"), pb_share_top10=f.mean("pb_share_top10"),
+             d=f.span("count", ".3f"), verdict_count=f.verdict("count"),
+             verdict_count_reason=f.reason("count"),
+             acc_sgd=f.mean("acc_sgd", ".3f"), acc_pb=f.mean("acc_pb", ".3f"),
+             gen_sgd=f.mean("gen_sgd"), gen_pb=f.mean("gen_pb"),
+             # how far SGD travels
+             steps_sgd=num(sgd.median_steps.median(), ".0f"),
+             steps_adam=num(adam.median_steps.median(), ".0f") if len(adam) else "not run",
+             fit_at_init=f.mean("fit_at_init", ".3f"), init_agree=f.mean("init_agree"),
+             init_agree_other=f.mean("init_agree_other"),
+             distinct_first_fit=num(sgd.sgd_distinct.mean(), ".0f"),
+             # trained on to a low loss (many steps)
+             long_steps=num(lg.cells.median_steps.median(), ".0f"),
+             long_distinct=lg.mean("sgd_distinct", ".0f"), long_rho=lg.mean("spearman"),
+             long_rho_null=lg.mean("spearman_null"), long_rho_floor=lg.mean("spearman_floor"),
+             long_ceiling_gap=lg.span("order_ceiling"),
+             long_verdict_order_ceiling=lg.verdict("order_ceiling"),
+             long_verdict_order_ceiling_reason=lg.reason("order_ceiling"),
+             long_verdict_order_floor=lg.verdict("order_floor"),
+             long_log2_ratio=lg.span("proportion"), long_verdict_proportion=lg.verdict("proportion"),
+             long_verdict_proportion_reason=lg.reason("proportion"),
+             long_acc_sgd=lg.mean("acc_sgd", ".3f"), long_d=lg.span("count", ".3f"),
+             long_verdict_count=lg.verdict("count"),
+             # tanh on inputs in {-1, +1}
+             pm1_steps=num(pm.cells.median_steps.median(), ".0f"), pm1_rho=pm.mean("spearman"),
+             pm1_rho_null=pm.mean("spearman_null"), pm1_rho_floor=pm.mean("spearman_floor"),
+             pm1_ceiling_gap=pm.span("order_ceiling"),
+             pm1_verdict_order_ceiling=pm.verdict("order_ceiling"),
+             pm1_verdict_order_ceiling_reason=pm.reason("order_ceiling"),
+             pm1_verdict_order_floor=pm.verdict("order_floor"),
+             pm1_verdict_proportion=pm.verdict("proportion"), pm1_log2_ratio=pm.span("proportion"),
+             pm1_acc_sgd=pm.mean("acc_sgd", ".3f"), pm1_acc_pb=pm.mean("acc_pb", ".3f"),
+             pm1_d=pm.span("count", ".3f"), pm1_verdict_count=pm.verdict("count"),
+             pm1_verdict_count_reason=pm.reason("count"),
+             pm1_optimisers=", ".join(dict.fromkeys(pm.cells.optimiser)))
+    return Findings(glue=g, tables={"volume_vs_sgd_by_cell": by_cell(vs), "vs_verdicts": ver})
 
 
 # ---------------------------------------------------------------------------------------------
 # 4. guess-and-check vs SGD
 # ---------------------------------------------------------------------------------------------
+GC_SGD = ("sgd-first-fit", "sgd-low-loss", "sgd-small-lr")
+
+
 def draws_per_fit(gc: pd.DataFrame) -> pd.Series:
     """Geometric mean over seeds of draws per accepted network, per training-set size."""
     d = gc.assign(dpf=np.where(gc.accepted > 0, gc.draws / gc.accepted.clip(lower=1), np.nan))
@@ -214,48 +483,243 @@ def draws_per_fit(gc: pd.DataFrame) -> pd.Series:
                                     if v.notna().any() else np.nan)
 
 
-def verdict_gc(gc: pd.DataFrame):
-    """Test accuracy of SGD trained to low loss minus guess-and-check, averaged over sizes per
-    seed: supports if the interval lies inside ±0.05, contradicts if outside, else mixed."""
-    d = gc.dropna(subset=["acc_gc"]).assign(delta=lambda x: x.acc_sgd_low_loss - x.acc_gc)
-    est, lo, hi = interval(d.groupby("seed").delta.mean())
-    return band_verdict(lo, hi, 0.05, "test-accuracy difference (SGD to low loss minus "
-                                      "guess-and-check)"), (est, lo, hi)
+def matched_difference(gc_losses: np.ndarray, gc_acc: np.ndarray, losses: np.ndarray,
+                       acc: np.ndarray, bins: int = GC_LOSS_BINS, min_per_bin: int = 2,
+                       min_matched: int = 5) -> tuple[float, float]:
+    """Test-accuracy difference (method minus guess-and-check) at matched training loss, and the
+    share of the method's networks that found a match.
+
+    Bins are the ``bins`` quantile bins of guess-and-check's losses; a bin counts when both
+    sides have at least ``min_per_bin`` networks in it, with weight ``min(n_method, n_gc)``.
+    NaN when fewer than ``min_matched`` networks are matched (the loss ranges do not overlap)."""
+    gc_losses, losses = np.asarray(gc_losses, float), np.asarray(losses, float)
+    if len(gc_losses) < min_per_bin or len(losses) < min_per_bin:
+        return float("nan"), 0.0
+    edges = np.unique(np.quantile(gc_losses, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        return float("nan"), 0.0
+    bg = np.clip(np.searchsorted(edges, gc_losses, side="right") - 1, 0, len(edges) - 2)
+    inside = (losses >= edges[0]) & (losses <= edges[-1])
+    bm = np.clip(np.searchsorted(edges, losses, side="right") - 1, 0, len(edges) - 2)
+    num = den = 0.0
+    for b in range(len(edges) - 1):
+        ng, nm = int((bg == b).sum()), int(((bm == b) & inside).sum())
+        if ng >= min_per_bin and nm >= min_per_bin:
+            w = min(ng, nm)
+            num += w * (acc[(bm == b) & inside].mean() - gc_acc[bg == b].mean())
+            den += w
+    if den < min_matched:
+        return float("nan"), den / len(losses)
+    return num / den, den / len(losses)
+
+
+def gc_cells(nets: pd.DataFrame) -> pd.DataFrame:
+    """One row per (seed, size, SGD method): unmatched and loss-matched test-accuracy
+    differences to guess-and-check, the matched share, median training losses and steps."""
+    rows = []
+    for (s, k), d in nets.groupby(["seed", "k"]):
+        g = d[d.method == "guess-and-check"]
+        for m in GC_SGD:
+            x = d[d.method == m]
+            if g.empty or x.empty:
+                diff, share = float("nan"), 0.0
+            else:
+                diff, share = matched_difference(g.train_loss.to_numpy(), g.test_acc.to_numpy(),
+                                                 x.train_loss.to_numpy(), x.test_acc.to_numpy())
+            rows.append(dict(seed=s, k=k, method=m,
+                             raw_diff=float(x.test_acc.mean() - g.test_acc.mean())
+                             if len(g) and len(x) else float("nan"),
+                             matched_diff=diff, matched_share=share,
+                             loss_gc=float(g.train_loss.median()) if len(g) else float("nan"),
+                             loss_sgd=float(x.train_loss.median()) if len(x) else float("nan"),
+                             steps=float(x.steps.median()) if len(x) else float("nan")))
+    return pd.DataFrame(rows)
+
+
+def verdict_gc(cells: pd.DataFrame, method: str, column: str = "matched_diff") -> Result:
+    """4: guess-and-check reaches the test accuracy of SGD (Chiang et al.). Per seed, the mean
+    over training-set sizes of the difference (``method`` minus guess-and-check) at matched
+    training loss; supports if the interval lies inside ±:data:`GC_MARGIN`, contradicts if it
+    lies entirely outside, else mixed. Sizes where the loss ranges do not overlap are left out
+    and counted."""
+    c = cells[cells.method == method]
+    if c.empty:
+        raise ValueError(f"no guess-and-check cells for method {method!r}")
+    ps, bad = per_seed_mean(c, c[column])
+    what = ("test-accuracy difference at matched training loss" if column == "matched_diff"
+            else "test-accuracy difference") + f" ({method} minus guess-and-check)"
+    return _interval_verdict(ps, bad, len(c), what, band=GC_MARGIN)
+
+
+class _GCMethod:
+    """Verdict, intervals (as text) and medians of one SGD variant against guess-and-check."""
+
+    def __init__(self, cells: pd.DataFrame, nets: pd.DataFrame, method: str):
+        self.verdict, est, self.undefined = verdict_gc(cells, method)
+        self.matched = span(*est, ".3f")
+        self.raw = span(*verdict_gc(cells, method, "raw_diff")[1], ".3f")
+        x = nets[nets.method == method]
+        self.share = num(cells[cells.method == method].matched_share.mean())
+        self.acc, self.loss = num(x.test_acc.mean(), ".3f"), num(x.train_loss.median(), ".3f")
+        self.steps = num(x.steps.median(), ".0f")
 
 
 def guess_check(tables: dict, params: dict) -> Findings:
-    _need(tables, "guess_and_check")
-    gc = tables["guess_and_check"]
-    v4, (g_est, g_lo, g_hi) = verdict_gc(gc)
-    ok = gc.dropna(subset=["acc_gc"])
-    ff = interval((ok.acc_sgd_first_fit - ok.acc_gc).groupby(ok.seed).mean())
+    _need(tables, "guess_and_check", "gc_networks")
+    gc, nets = tables["guess_and_check"], tables["gc_networks"]
+    cells = gc_cells(nets)
     growth = draws_per_fit(gc)
     slope = (float(np.polyfit(growth.index.to_numpy(), np.log2(growth.to_numpy()), 1)[0])
              if growth.notna().sum() > 1 else float("nan"))
     g = dict(gc_arch="64→" + "→".join(map(str, params["gc_hidden"])) + "→1",
              gc_accept=params["gc_accept"], gc_sizes_s=", ".join(map(str, params["gc_sizes"])),
-             gc_lr=params["gc_lr"], gc_loss_target=params["gc_loss_target"],
-             gc_delta=g_est, gc_delta_lo=g_lo, gc_delta_hi=g_hi,
-             gc_delta_ff=ff[0], gc_delta_ff_lo=ff[1], gc_delta_ff_hi=ff[2],
+             gc_lr=params["gc_lr"], gc_small_lr=params["gc_small_lr"],
+             gc_loss_target=params["gc_loss_target"], gc_margin=GC_MARGIN, gc_bins=GC_LOSS_BINS,
              gc_draws_min=float(growth.iloc[0]), gc_draws_max=float(growth.iloc[-1]),
              gc_k_min=int(growth.index[0]), gc_k_max=int(growth.index[-1]),
-             gc_doublings_per_point=slope, gc_acc=float(ok.acc_gc.mean()),
-             gc_acc_sgd=float(ok.acc_sgd_low_loss.mean()), gc_acc_ff=float(ok.acc_sgd_first_fit.mean()),
-             gc_sgd_runs=params["gc_sgd_runs"], gc_unreached=int(gc.acc_gc.isna().sum()),
-             verdict_gc=v4.label, verdict_gc_reason=v4.reason)
-    return Findings(glue=g)
+             gc_doublings_per_point=slope, gc_sgd_runs=params["gc_sgd_runs"],
+             gc_unreached=int(gc.acc_gc.isna().sum()),
+             gc_acc=float(nets[nets.method == "guess-and-check"].test_acc.mean()),
+             gc_loss=float(nets[nets.method == "guess-and-check"].train_loss.median()))
+    ff, low, slow = (_GCMethod(cells, nets, m) for m in GC_SGD)
+    g.update(gc_ff_matched=ff.matched, gc_ff_raw=ff.raw, gc_ff_share=ff.share,
+             gc_ff_undefined=ff.undefined, gc_ff_acc=ff.acc, gc_ff_loss=ff.loss,
+             gc_ff_steps=ff.steps, verdict_gc_ff=ff.verdict.label,
+             verdict_gc_ff_reason=ff.verdict.reason,
+             gc_low_matched=low.matched, gc_low_raw=low.raw, gc_low_share=low.share,
+             gc_low_undefined=low.undefined, gc_low_acc=low.acc, gc_low_loss=low.loss,
+             gc_low_steps=low.steps, verdict_gc_low=low.verdict.label,
+             verdict_gc_low_reason=low.verdict.reason,
+             gc_slow_matched=slow.matched, gc_slow_raw=slow.raw, gc_slow_share=slow.share,
+             gc_slow_undefined=slow.undefined, gc_slow_acc=slow.acc, gc_slow_loss=slow.loss,
+             gc_slow_steps=slow.steps, verdict_gc_slow=slow.verdict.label,
+             verdict_gc_slow_reason=slow.verdict.reason)
+    return Findings(glue=g, tables={"gc_cells": cells})
 
 
-def overall(tables: dict, params: dict) -> Findings:
-    vs = top10_shares(tables["volume_vs_sgd"])
-    parts = [verdict_order(vs)[0], verdict_proportion(vs)[0], verdict_count(vs)[0],
-             verdict_gc(tables["guess_and_check"])[0]]
-    v = Verdict.combine(parts)
-    return Findings(glue=dict(verdict=v.label, verdict_reason=v.reason))
+# ---------------------------------------------------------------------------------------------
+# the ledger: one row per verdict, each naming the version of the claim it tests
+# ---------------------------------------------------------------------------------------------
+CH = "02_volume"
+POPE_VOLUME = dict(who="Pope (reposted tweets), drawing on Mingard et al. 2021",
+                   quote="compare constraints on parameter configurations",
+                   source="discussion file, Pope's reposted tweets (key points)")
+POPE_SIMPLE = dict(who="Pope (reposted tweets), after Valle-Pérez et al. 2019",
+                   quote="the NN simplicity prior",
+                   source="discussion file, Pope's reposted tweets (short-depth paragraph)")
+POPE_COUNT = dict(who="Pope (first comment); Belrose and Pope 2024 (parody counting functions)",
+                  quote="isn’t the correct way to do counting arguments",
+                  source="discussion file, Pope's first comment")
+CHIANG = dict(who="Chiang et al. 2023, the evidence for the volume view",
+              quote="test accuracy comparable to SGD", source="Chiang et al. 2023, abstract")
+
+
+def _row(id, claim, attribution, version, effect_name, res, units, finding, figure):
+    v, (est, lo, hi), _ = res
+    return ledger_row(id=id, chapter=CH, claim=claim, version=version, claim_side=SCEPTIC,
+                      effect_name=effect_name, effect=est, effect_lo=lo, effect_hi=hi,
+                      units=units, verdict=v.label, finding=finding, figure=figure, **attribution)
+
+
+def _span(res, fmt=".2f"):
+    _, (est, lo, hi), bad = res
+    extra = f"; {bad} undefined cells left out" if bad else ""
+    return f"{est:{fmt}} (95% interval {lo:{fmt}} to {hi:{fmt}}{extra})"
+
+
+def ledger(tables: dict, params: dict) -> Findings:
+    """The chapter's ledger rows (table ``ledger``) and the one-line summary for the book's
+    ledger page."""
+    seeds, vs = tables["prior_seeds"], tables["volume_vs_sgd"]
+    cells = gc_cells(tables["gc_networks"])
+    simple = "The function of a randomly initialised network is simpler than a random function."
+    follows = "SGD picks the functions that fit the training set according to their parameter volume."
+    gc_claim = ("Networks drawn from the prior until they fit the training set generalise as well "
+                "as networks trained by SGD from the same prior.")
+    r_u, r_m, r_p = (verdict_prior(seeds), verdict_prior_matched(seeds, "main"),
+                     verdict_prior_matched(seeds, "pm1-tanh"))
+    c = {cond: condition_cells(vs, cond) for cond in CONDITIONS}
+    rows = [
+        _row("02-prior-simple-uniform", simple, POPE_SIMPLE,
+             "against uniformly random functions (ReLU, inputs in {0,1})",
+             "mean LZ complexity, network minus uniform", r_u, "LZ complexity",
+             f"Random networks' functions are {-r_u[1][0]:.1f} LZ units simpler than uniformly "
+             f"random ones: {_span(r_u, '.1f')}.", "volume-prior"),
+        _row("02-prior-simple-ones", simple, POPE_SIMPLE,
+             "against random functions with the same number of ones (ReLU, inputs in {0,1})",
+             "mean LZ complexity, network minus ones-matched", r_m, "LZ complexity",
+             f"With the number of ones held fixed the difference is {_span(r_m, '.1f')}.",
+             "volume-lz-matched"),
+        _row("02-prior-simple-pm1", simple, POPE_SIMPLE,
+             "against random functions with the same number of ones (tanh, inputs in {−1,+1})",
+             "mean LZ complexity, network minus ones-matched", r_p, "LZ complexity",
+             f"With inputs in {{−1,+1}} and tanh the difference is {_span(r_p, '.1f')}.",
+             "volume-lz-matched"),
+    ]
+    spec = [("floor", "order_floor", "weak: SGD's frequencies rise with volume (rank correlation "
+             "above its shuffled floor)", "Spearman correlation minus its floor", "correlation"),
+            ("ceiling", "order_ceiling", "strong: P_SGD = P_B (rank correlation as high as exact "
+             "volume sampling gives)", "Spearman correlation minus its ceiling", "correlation"),
+            ("lit", "lit", "strong, the literature's statistic (log-log correlation over functions "
+             f"seen at least {params['k_lit']} times in both samples, against its ceiling)",
+             "log-log correlation minus its ceiling", "correlation"),
+            ("proportion", "proportion", "strong: SGD's share of the ten highest-volume functions "
+             "equals their volume share (within a factor 2)", "log2(SGD share / volume share)",
+             "log2 ratio")]
+    for key, rule, version, name, units in spec:
+        res = VS_RULES[rule](c["first-fit"])
+        rows.append(_row(f"02-{key}", follows, POPE_VOLUME, version + "; SGD and Adam stopped at "
+                         "the first fit", name, res, units, f"{name}: {_span(res)}.",
+                         "volume-sgd-summary"))
+    res = verdict_count(c["first-fit"])
+    rows.append(_row("02-count-vs-volume", "Parameter volume predicts what SGD finds off the "
+                     "training set; counting the functions that fit does not.", POPE_COUNT,
+                     "counting functions (the parody's measure) against volume; first fit",
+                     "|a_SGD − 0.5| − |a_SGD − a_volume|", res, "accuracy",
+                     f"Volume is closer than counting to SGD's off-S accuracy by {_span(res, '.3f')}.",
+                     "volume-count-vs-volume"))
+    for cond, label in (("long", f"trained on to loss ≤ {params['long_loss']:g} (many steps)"),
+                        ("pm1", "tanh on inputs in {−1,+1}")):
+        res = verdict_order_ceiling(c[cond])
+        rows.append(_row(f"02-ceiling-{cond}", follows, POPE_VOLUME, f"strong: P_SGD = P_B; {label}",
+                         "Spearman correlation minus its ceiling", res, "correlation",
+                         f"Rank correlation minus its ceiling, {label}: {_span(res)}.",
+                         "volume-sgd-summary"))
+        res = verdict_proportion(c[cond]) if cond == "long" else verdict_count(c[cond])
+        rows.append(_row(f"02-{'proportion' if cond == 'long' else 'count'}-{cond}",
+                         follows if cond == "long" else "Parameter volume predicts what SGD finds "
+                         "off the training set; counting the functions that fit does not.",
+                         POPE_VOLUME if cond == "long" else POPE_COUNT,
+                         ("strong: top-10 share within a factor 2; " if cond == "long"
+                          else "counting against volume; ") + label,
+                         "log2(SGD share / volume share)" if cond == "long"
+                         else "|a_SGD − 0.5| − |a_SGD − a_volume|", res,
+                         "log2 ratio" if cond == "long" else "accuracy",
+                         f"{label}: {_span(res)}.",
+                         "volume-sgd-summary" if cond == "long" else "volume-count-vs-volume"))
+    for m, version in (("sgd-first-fit", f"SGD (learning rate {params['gc_lr']:g}) stopped at the "
+                        "first fit, compared at matched training loss"),
+                       ("sgd-low-loss", f"SGD trained to loss ≤ {params['gc_loss_target']:g}, "
+                        "against guess-and-check networks of the same loss"),
+                       ("sgd-small-lr", f"SGD with learning rate {params['gc_small_lr']:g} (many "
+                        "steps) stopped at the first fit, at matched training loss")):
+        res = verdict_gc(cells, m)
+        rows.append(_row(f"02-gc-{m.removeprefix('sgd-')}", gc_claim, CHIANG, version,
+                         "test accuracy, SGD minus guess-and-check", res, "accuracy",
+                         f"{version}: difference {_span(res, '.3f')}.", "volume-guess-check"))
+    table = ledger_table(rows)
+    summary = "; ".join(f"{r.id.removeprefix('02-')} {r.verdict}" for r in table.itertuples())
+    counts = table.verdict.value_counts()
+    return Findings(glue=dict(ledger_rows=len(table),
+                              ledger_supports=int(counts.get(SUPPORTS, 0)),
+                              ledger_contradicts=int(counts.get(CONTRADICTS, 0)),
+                              ledger_mixed=int(counts.get(MIXED, 0)),
+                              ledger_summary=summary),
+                    tables={"ledger": table})
 
 
 def analyse(tables: dict, params: dict) -> Findings:
     """Every glued value and derived table of the chapter."""
     return Findings.merge(prior(tables, params), reach(tables, params),
                           volume_vs_sgd(tables, params), guess_check(tables, params),
-                          overall(tables, params))
+                          ledger(tables, params))

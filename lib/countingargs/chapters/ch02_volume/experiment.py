@@ -371,15 +371,17 @@ def _value_counts(setting: str, source: str, seed: int, lz: np.ndarray) -> pd.Da
 @dataclass
 class PriorSample:
     """One prior setting: ``pooled`` counts over all seeds, ``parts`` one per seed, and its
-    tables: ``seeds`` (one row per seed) and ``lz_hist`` (how many of the first ``lz_sample``
-    networks of each seed have each LZ complexity, with uniformly random functions as
-    ``source="uniform"``)."""
+    tables: ``seeds`` (one row per seed), ``lz_hist`` (how many of the first ``lz_sample``
+    networks of each seed have each LZ complexity; ``source`` is ``network``, ``ones-matched``
+    for the same functions with their bits shuffled, or ``uniform`` for uniformly random
+    functions) and ``ones_hist`` (how many of them have each number of ones)."""
 
     setting: str
     pooled: FunctionCounts
     parts: list
     seeds: pd.DataFrame
     lz_hist: pd.DataFrame
+    ones_hist: pd.DataFrame
 
     def summary(self) -> pd.DataFrame:
         """One row: the pooled sample's size, distinct functions and singletons."""
@@ -388,33 +390,49 @@ class PriorSample:
                                   distinct=self.pooled.n_distinct, singletons=int((c == 1).sum()))])
 
 
+def ones_matched(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each function ``bits (K, L)``, a uniformly random function with the same number of
+    ones (its bits in a random order, drawn independently per row)."""
+    return rng.permuted(np.asarray(bits, bool), axis=1)
+
+
 def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: int,
                  sigma_w: float, sigma_b: float, activation: str, seeds: Sequence[int],
-                 lz_sample: int, uniform: bool = False) -> PriorSample:
-    """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``),
-    count their functions, and measure the LZ complexity of the first ``lz_sample`` networks'
-    functions; with ``uniform``, also of as many uniformly random functions."""
+                 lz_sample: int, uniform: bool = False, encoding: str = "01") -> PriorSample:
+    """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``, inputs
+    encoded as ``encoding``), count their functions, and measure the LZ complexity of the first
+    ``lz_sample`` networks' functions, of the same functions with their bits shuffled (a random
+    function with as many ones) and, with ``uniform``, of as many uniformly random functions."""
     L = 2 ** n_inputs
-    parts, rows, hist = [], [], []
+    parts, rows, hist, ones_h = [], [], [], []
     for s in progress(list(seeds), desc=f"prior ({setting})"):
         fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
-                                    seed=seed_int("prior", setting, s), keep_samples=True)
+                                    seed=seed_int("prior", setting, s), keep_samples=True,
+                                    encoding=encoding)
         parts.append(fc)
         bits = unpack_bits(samp[:lz_sample], L)
         del samp
         lz = lz_complexity(bits)
-        hist.append(_value_counts(setting, "network", s, lz))
+        matched = lz_complexity(ones_matched(bits, seeded_rng("prior-shuffle", setting, s)))
+        hist += [_value_counts(setting, "network", s, lz),
+                 _value_counts(setting, "ones-matched", s, matched)]
         lz_unif = np.nan
         if uniform:
             unif = lz_complexity(seeded_rng("prior-uniform", setting, s).random((lz_sample, L)) < 0.5)
             hist.append(_value_counts(setting, "uniform", s, unif))
             lz_unif = float(unif.mean())
-        rows.append(dict(setting=setting, seed=s, samples=fc.n_samples, distinct=fc.n_distinct,
-                         singletons=int((fc.counts == 1).sum()), p_const0=_const_share(fc, False),
-                         p_const1=_const_share(fc, True), lz_mean_prior=float(lz.mean()),
-                         lz_mean_uniform=lz_unif, ones_mean=float(bits.sum(1).mean())))
+        ones = bits.sum(1)
+        v, c = np.unique(ones, return_counts=True)
+        ones_h.append(pd.DataFrame(dict(setting=setting, seed=s, ones=v, count=c)))
+        rows.append(dict(setting=setting, activation=activation, encoding=encoding,
+                         sigma_w=sigma_w, sigma_b=sigma_b, seed=s, samples=fc.n_samples,
+                         distinct=fc.n_distinct, singletons=int((fc.counts == 1).sum()),
+                         p_const0=_const_share(fc, False), p_const1=_const_share(fc, True),
+                         lz_mean_prior=float(lz.mean()), lz_mean_uniform=lz_unif,
+                         lz_mean_matched=float(matched.mean()), ones_mean=float(ones.mean()),
+                         imbalance_mean=float(np.abs(ones / L - 0.5).mean())))
     return PriorSample(setting, FunctionCounts.merge(parts), parts, pd.DataFrame(rows),
-                       pd.concat(hist, ignore_index=True))
+                       pd.concat(hist, ignore_index=True), pd.concat(ones_h, ignore_index=True))
 
 
 def top_functions(ps: PriorSample, n_inputs: int, k: int = 12) -> pd.DataFrame:
@@ -476,33 +494,117 @@ def reach(prior: FunctionCounts, n_inputs: int, targets: Sequence[str], sizes: S
 # ---------------------------------------------------------------------------------------------
 # experiment 2: volume vs SGD on the small cube
 # ---------------------------------------------------------------------------------------------
-def parse_optimiser(name: str) -> tuple[str, int | None]:
-    """``'sgd'``, ``'adam'``, ``'sgd-b4'`` -> (optimizer, batch size or None)."""
-    base, _, b = name.partition("-b")
-    if base not in ("sgd", "adam"):
-        raise ValueError(f"unknown optimiser {name!r}; valid: sgd, adam, optionally with -bN")
-    return base, (int(b) if b else None)
+def parse_optimiser(name: str) -> tuple[str, int | None, bool]:
+    """``'sgd'``, ``'adam'``, ``'sgd-b4'``, ``'sgd-long'`` -> (optimizer, batch size or None,
+    trained on to a low loss). ``-long``: training goes on after the first fit until the
+    training loss is at most the ``long_loss`` of :func:`volume_vs_sgd`."""
+    base, *opts = name.split("-")
+    if base not in ("sgd", "adam") or any(o != "long" and not (o.startswith("b") and o[1:].isdigit())
+                                          for o in opts):
+        raise ValueError(f"unknown optimiser {name!r}; valid: sgd or adam, optionally with -bN "
+                         "(mini-batch of N) and -long (trained on to a low loss)")
+    batch = [int(o[1:]) for o in opts if o != "long"]
+    return base, (batch[0] if batch else None), "long" in opts
+
+
+# -- statistics of P_SGD against P_B, and their calibration -----------------------------------
+def order_stat(pb: np.ndarray, ps: np.ndarray) -> float:
+    """Spearman correlation of the counts ``pb`` (prior sample) and ``ps`` (SGD runs) over the
+    functions seen at least twice in either sample (the chapter's test 2a); NaN if undefined."""
+    sel = (pb >= 2) | (ps >= 2)
+    return _spearman(pb[sel], ps[sel])
+
+
+def lit_stat(pb: np.ndarray, ps: np.ndarray, k: int) -> tuple[float, int]:
+    """Pearson correlation of log P_B and log P_SGD over the functions seen at least ``k``
+    times in *both* samples (the statistic of the volume-vs-SGD literature), and how many such
+    functions there are; NaN if fewer than three or a constant side."""
+    sel = (pb >= k) & (ps >= k)
+    a, b = np.log(pb[sel]), np.log(ps[sel])
+    if sel.sum() < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan"), int(sel.sum())
+    return float(np.corrcoef(a, b)[0, 1]), int(sel.sum())
+
+
+def _summary(values, name: str) -> dict:
+    v = np.asarray(values, float)
+    ok = v[np.isfinite(v)]
+    if not len(ok):
+        return {name: np.nan, f"{name}_lo": np.nan, f"{name}_hi": np.nan, f"{name}_nan": len(v)}
+    lo, hi = np.quantile(ok, [0.025, 0.975])
+    return {name: float(ok.mean()), f"{name}_lo": float(lo), f"{name}_hi": float(hi),
+            f"{name}_nan": int(len(v) - len(ok))}
+
+
+def calibrate(pb: np.ndarray, ps: np.ndarray, pa: np.ndarray, pbb: np.ndarray,
+              rng: np.random.Generator, reps: int, k_lit: int, split_reps: int = 20) -> dict:
+    """What the statistics of one cell would be if SGD sampled exactly from P_B.
+
+    ``pb``, ``ps``, ``pa``, ``pbb``: counts ``(K,)`` of the same functions in the whole prior
+    sample (both halves, ``A`` accepted networks), in the ``n`` SGD runs, and in halves a and b.
+
+    * ``*_null`` (ceiling): parametric bootstrap with the estimated P_B as the truth:
+      ``pb' ~ Multinomial(A, pb / A)``, ``ps' ~ Multinomial(n, pb / A)`` (same sample sizes,
+      same selection rule), ``reps`` times: mean, 2.5 % and 97.5 % quantiles, NaN replicates.
+    * ``spearman_split`` (ceiling without a model): half a against ``n`` networks drawn without
+      replacement from half b (both exact samples of P_B; half a has only ``A / 2`` networks,
+      so this ceiling is lower than the one at the real sample sizes), mean of ``split_reps``.
+    * ``spearman_floor``: SGD's counts shuffled over the functions (SGD frequencies unrelated
+      to volume, same two marginal distributions, same selection), mean of ``reps``.
+    """
+    A, n = int(pb.sum()), int(ps.sum())
+    p = pb / A
+    PB, PS = rng.multinomial(A, p, size=reps), rng.multinomial(n, p, size=reps)
+    rho_null = [order_stat(PB[r], PS[r]) for r in range(reps)]
+    lit_null = [lit_stat(PB[r], PS[r], k_lit)[0] for r in range(reps)]
+    floor = [order_stat(pb, rng.permutation(ps)) for _ in range(reps)]
+    m = int(min(n, pbb.sum()))
+    split = [order_stat(pa, rng.multivariate_hypergeometric(pbb.astype(np.int64), m))
+             for _ in range(split_reps)]
+    out = {**_summary(rho_null, "spearman_null"), **_summary(lit_null, "lit_null")}
+    out.update(spearman_floor=float(np.nanmean(floor)) if np.isfinite(floor).any() else np.nan,
+               spearman_split=float(np.nanmean(split)) if np.isfinite(split).any() else np.nan)
+    return out
+
+
+def proportion_null(n: int, top_b: int, n_b: int, rng: np.random.Generator,
+                    reps: int) -> dict:
+    """Test 2b's statistic if SGD sampled exactly from P_B: SGD's ``n`` runs put
+    ``X ~ Binomial(n, q)`` on the top-10 functions, the measuring half puts
+    ``Y ~ Binomial(n_b, q)``, with ``q = top_b / n_b`` as the truth; returns the mean and the
+    2.5 % and 97.5 % quantiles of ``log2((max(X, 0.5) / n) / (max(Y, 0.5) / n_b))``."""
+    q = top_b / max(n_b, 1)
+    x = np.maximum(rng.binomial(n, q, reps), 0.5) / max(n, 1)
+    y = np.maximum(rng.binomial(max(n_b, 1), q, reps), 0.5) / max(n_b, 1)
+    return _summary(np.log2(x / y), "log2_ratio_null")
 
 
 def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b: float,
                   prior_samples: int, train_size: int, targets: Sequence[str],
                   optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
-                  seeds: Sequence[int], scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
+                  seeds: Sequence[int], setting: str = "main", activation: str = "relu",
+                  encoding: str = "01", long_loss: float = 0.01, null_reps: int = 200,
+                  k_lit: int = 5, scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
     """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
-    per seed (fresh prior sample in two halves, fresh training set), target and optimiser.
+    per seed (fresh prior sample in two halves, fresh training set), target and optimiser, for
+    one prior ``setting`` (activation, input encoding, sigma_w).
 
-    Streams: the prior halves ``seed_int("vs-prior", seed, "a" | "b")``, the training set
-    ``rng("vs-split", seed, target)``, the initial networks ``seed_int("vs-train", seed, target)``
-    (the same for every optimiser). Returns the tables
-    ``volume_vs_sgd`` (one row per cell), ``volume_vs_sgd_scatter`` (the functions compared in
-    seed ``scatter_seed``) and ``offset_error`` (distribution of the off-S error per cell and
-    source: each optimiser and ``volume``)."""
+    Streams: the prior halves ``seed_int("vs-prior", setting, seed, "a" | "b")``, the training
+    set ``rng("vs-split", seed, target)`` (the same in every setting), the initial networks
+    ``seed_int("vs-train", setting, seed, target)`` (the same for every optimiser), the
+    calibration ``rng("vs-null", setting, seed, target, optimiser)``. Returns the tables
+    ``volume_vs_sgd`` (one row per cell: the statistics, their calibration (:func:`calibrate`),
+    step counts, and how much each run's final function on the held-out inputs still agrees
+    with its initial one, against another run's initial one), ``volume_vs_sgd_scatter`` (the
+    functions compared in seed ``scatter_seed``) and ``offset_error`` (distribution of the
+    off-S error per cell and source: each optimiser and ``volume``)."""
     L = 2 ** n_inputs
-    X = cube(n_inputs)
+    X = cube(n_inputs, encoding=encoding)
     rows, scatter, errs = [], [], []
-    for s in progress(list(seeds), desc="volume vs SGD"):
+    for s in progress(list(seeds), desc=f"volume vs SGD ({setting})"):
         half_a, half_b = (sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
-                                           "relu", seed=seed_int("vs-prior", s, h)) for h in "ab")
+                                           activation, seed=seed_int("vs-prior", setting, s, h),
+                                           encoding=encoding) for h in "ab")
         both = FunctionCounts.merge([half_a, half_b])
         for tname in targets:
             tb = target_bits(tname, n_inputs)
@@ -516,25 +618,42 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
             n_b = int(half_b.counts[m_b].sum())
             top10_b = lookup(top10, half_b.codes[m_b], half_b.counts[m_b]).sum()
             err_pb = offset_errors(pb_codes, tb, test, L)
-            errs.append(_error_hist(s, tname, "volume", err_pb, pb_counts, len(test)))
+            errs.append(_error_hist(setting, s, tname, "volume", err_pb, pb_counts, len(test)))
+            train_seed = seed_int("vs-train", setting, s, tname)
+            init = unpack_bits(sample_functions(n_inputs, hidden, sgd_runs, sigma_w, sigma_b,
+                                                activation, seed=train_seed, keep_samples=True,
+                                                encoding=encoding)[1], L)[:, test]
             for oname in optimisers:
-                opt, bs = parse_optimiser(oname)
+                opt, bs, long = parse_optimiser(oname)
                 tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w,
-                                  sigma_b, "relu", opt, lrs[opt], bs, max_steps,
-                                  seed=seed_int("vs-train", s, tname))
-                sc, sn = count_rows(tr.codes[tr.fitted])
+                                  sigma_b, activation, opt, lrs[opt], bs, max_steps,
+                                  seed=train_seed, loss_target=long_loss if long else None)
+                fit = tr.fitted
+                sc, sn = count_rows(tr.codes[fit])
                 keys, _ = count_rows(np.concatenate([pb_codes, sc]))
-                pb = lookup(keys, pb_codes, pb_counts)
-                ps = lookup(keys, sc, sn)
-                sel = (pb >= 2) | (ps >= 2)
+                pb, ps = lookup(keys, pb_codes, pb_counts), lookup(keys, sc, sn)
+                pa = lookup(keys, half_a.codes[m_a], half_a.counts[m_a])
+                pbb = lookup(keys, half_b.codes[m_b], half_b.counts[m_b])
+                cal = calibrate(pb, ps, pa, pbb, seeded_rng("vs-null", setting, s, tname, oname),
+                                null_reps, k_lit)
+                lit, n_lit = lit_stat(pb, ps, k_lit)
+                cal.update(proportion_null(int(sn.sum()), int(top10_b), n_b,
+                                           seeded_rng("vs-null-top10", setting, s, tname, oname),
+                                           null_reps))
+                final = unpack_bits(tr.codes, L)[:, test]
                 err_sgd = offset_errors(sc, tb, test, L)
-                errs.append(_error_hist(s, tname, oname, err_sgd, sn, len(test)))
-                rows.append(dict(seed=s, target=tname, optimiser=oname, train_size=train_size,
-                                 prior_samples=both.n_samples, accepted=int(pb_counts.sum()),
-                                 pb_distinct=len(pb_counts), sgd_runs=sgd_runs,
-                                 sgd_fitted=int(tr.fitted.sum()), sgd_distinct=len(sn),
-                                 median_steps=float(np.median(tr.steps[tr.fitted])),
-                                 n_compared=int(sel.sum()), spearman=_spearman(pb[sel], ps[sel]),
+                errs.append(_error_hist(setting, s, tname, oname, err_sgd, sn, len(test)))
+                rows.append(dict(setting=setting, seed=s, target=tname, optimiser=oname,
+                                 train_size=train_size, prior_samples=both.n_samples,
+                                 accepted=int(pb_counts.sum()), pb_distinct=len(pb_counts),
+                                 sgd_runs=sgd_runs, sgd_fitted=int(fit.sum()), sgd_distinct=len(sn),
+                                 median_steps=float(np.median(tr.steps[fit])),
+                                 p90_steps=float(np.percentile(tr.steps[fit], 90)),
+                                 fit_at_init=float((tr.steps[fit] == 0).mean()),
+                                 init_agree=float((final[fit] == init[fit]).mean()),
+                                 init_agree_other=float((final[fit] == np.roll(init, 1, 0)[fit]).mean()),
+                                 n_compared=int(((pb >= 2) | (ps >= 2)).sum()),
+                                 spearman=order_stat(pb, ps), lit=lit, lit_n=n_lit, k_lit=k_lit, **cal,
                                  sgd_top10=int(lookup(top10, sc, sn).sum()), sgd_n=int(sn.sum()),
                                  pb_top10_b=int(top10_b), pb_n_b=n_b,
                                  acc_sgd=1 - np.average(err_sgd, weights=sn) / len(test),
@@ -542,7 +661,8 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                                  gen_sgd=float(np.average(err_sgd <= 0.1 * len(test), weights=sn)),
                                  gen_pb=float(np.average(err_pb <= 0.1 * len(test), weights=pb_counts))))
                 if s == scatter_seed:
-                    scatter.append(pd.DataFrame(dict(target=tname, optimiser=oname,
+                    sel = (pb >= 2) | (ps >= 2)
+                    scatter.append(pd.DataFrame(dict(setting=setting, target=tname, optimiser=oname,
                                                      n_b=pb[sel], n_sgd=ps[sel],
                                                      total_b=pb_counts.sum(), total_sgd=sn.sum())))
     return {"volume_vs_sgd": pd.DataFrame(rows),
@@ -560,33 +680,46 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(st.spearmanr(a, b).statistic)
 
 
-def _error_hist(seed, target, source, err, weight, n_test) -> pd.DataFrame:
+def _error_hist(setting, seed, target, source, err, weight, n_test) -> pd.DataFrame:
     """Share of the weight at each number of off-S errors ``0..n_test``."""
     h = np.bincount(np.asarray(err, int), weights=np.asarray(weight, float), minlength=n_test + 1)
-    return pd.DataFrame(dict(seed=seed, target=target, source=source, errors=np.arange(n_test + 1),
-                             n_test=n_test, share=h / h.sum()))
+    return pd.DataFrame(dict(setting=setting, seed=seed, target=target, source=source,
+                             errors=np.arange(n_test + 1), n_test=n_test, share=h / h.sum()))
 
 
 # ---------------------------------------------------------------------------------------------
 # experiment 3: guess-and-check against SGD on the digits
 # ---------------------------------------------------------------------------------------------
+GC_METHODS = ("guess-and-check", "sgd-first-fit", "sgd-low-loss", "sgd-small-lr")
+
+
 def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: Sequence[int],
                            n_accept: int, max_draws: int, sgd_runs: int, lr: float,
-                           max_steps: int, loss_target: float) -> pd.DataFrame:
+                           max_steps: int, loss_target: float,
+                           small_lr: float) -> dict[str, pd.DataFrame]:
     """Chiang et al.'s guess-and-check on two-class subsets of ``load_digits`` (pixels / 16).
 
     Per seed a random class pair (``rng("gc-pair", seed)``), per size ``k`` a balanced training
     set (``rng("gc-split", seed, k)``), the rest of the two classes as the test set; networks
     accepted by guess-and-check (stream ``seed_int("gc-draw", seed, k)``) against SGD from the
-    same prior (stream ``seed_int("gc-sgd", seed, k)``), stopped at the first fit and at
-    training loss ``loss_target``."""
+    same prior (stream ``seed_int("gc-sgd", seed, k)``, the same initial networks for every
+    variant): learning rate ``lr`` stopped at the first fit (``sgd-first-fit``) or once its
+    training loss is at most ``loss_target`` (``sgd-low-loss``), and learning rate ``small_lr``
+    stopped at the first fit (``sgd-small-lr``, many more steps).
+
+    Returns ``guess_and_check`` (one row per seed and size: draws, accepted networks, mean test
+    accuracy of each method, fitted share and median steps of each SGD variant) and
+    ``gc_networks`` (one row per network: method, training loss (mean binary cross-entropy),
+    test accuracy, steps; the first ``n_accept`` accepted networks of guess-and-check)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     Xd = torch.tensor(digits.data / 16.0, dtype=torch.float32)
     yd = digits.target
     pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
-    rows = []
+    rows, nets = [], []
+    variants = [("sgd-first-fit", lr, None), ("sgd-low-loss", lr, loss_target),
+                ("sgd-small-lr", small_lr, None)]
     for s in progress(list(seeds), desc="guess and check"):
         a, b = pairs[seeded_rng("gc-pair", s).integers(len(pairs))]
         pool = np.flatnonzero((yd == a) | (yd == b))
@@ -598,14 +731,32 @@ def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: S
             ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
             g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
                                 seed=seed_int("gc-draw", s, k))
-            row = dict(seed=s, classes=f"{a}v{b}", k=k, draws=g.draws, accepted=g.accepted,
+            row = dict(seed=s, classes=f"{a}v{b}", k=k, n_test=len(te), draws=g.draws,
+                       accepted=g.accepted,
                        acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
-            for tag, lt in [("first_fit", None), ("low_loss", loss_target)]:
-                r = train_to_fit(Xd[tr], ytr, Xd[te], sgd_runs, hidden, init="uniform",
-                                 optimizer="sgd", lr=lr, max_steps=max_steps,
+            if g.accepted:
+                out = forward_block(g.params[:n_accept], Xd[tr].T.contiguous(), Xd.shape[1], hidden)
+                nets.append(_net_rows(s, k, "guess-and-check", out, ytr, g.test_acc[:n_accept],
+                                      np.zeros(len(out))))
+            x_eval = torch.cat([Xd[tr], Xd[te]])
+            for name, rate, lt in variants:
+                r = train_to_fit(Xd[tr], ytr, x_eval, sgd_runs, hidden, init="uniform",
+                                 optimizer="sgd", lr=rate, max_steps=max_steps,
                                  seed=seed_int("gc-sgd", s, k), loss_target=lt)
-                acc = ((r.outputs > 0) == yte).float().mean(1).numpy()
-                row[f"acc_sgd_{tag}"] = float(acc[r.fitted].mean()) if r.fitted.any() else np.nan
-                row[f"fit_share_{tag}"] = float(r.fitted.mean())
+                acc = ((r.outputs[:, k:] > 0) == yte).float().mean(1).numpy()
+                f = r.fitted
+                tag = name.removeprefix("sgd-").replace("-", "_")
+                row[f"acc_sgd_{tag}"] = float(acc[f].mean()) if f.any() else np.nan
+                row[f"fit_share_{tag}"] = float(f.mean())
+                row[f"median_steps_{tag}"] = float(np.median(r.steps[f])) if f.any() else np.nan
+                nets.append(_net_rows(s, k, name, r.outputs[f, :k], ytr, acc[f], r.steps[f]))
             rows.append(row)
-    return pd.DataFrame(rows)
+    return {"guess_and_check": pd.DataFrame(rows),
+            "gc_networks": pd.concat(nets, ignore_index=True)}
+
+
+def _net_rows(seed, k, method, out_train, y_train, test_acc, steps) -> pd.DataFrame:
+    """One row per network: its training loss (from ``out_train (M, k)``), test accuracy, steps."""
+    loss = binary_cross_entropy(out_train, y_train.float()).numpy()
+    return pd.DataFrame(dict(seed=seed, k=k, method=method, train_loss=loss,
+                             test_acc=np.asarray(test_acc, float), steps=np.asarray(steps, int)))
