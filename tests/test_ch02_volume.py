@@ -334,3 +334,21 @@ def test_reach_finds_the_last_estimable_size():
     assert g["reach_simple_targets"] == "x1"
     assert (g["reach_k_ok"], g["reach_k_next"]) == (8, 16)
     assert g["reach_kmax_zero_targets"] == "parity3"
+
+
+def test_conclusion_sentences_follow_the_verdicts():
+    s = A.order_sentence(SUPPORTS, CONTRADICTS, CONTRADICTS, MIXED)
+    assert s.startswith("SGD's frequencies rise with volume") and "not a volume sampler" in s
+    assert "not settled" in s
+    s = A.order_sentence(MIXED, SUPPORTS, SUPPORTS, SUPPORTS)
+    assert s.startswith("Whether") and "cannot tell SGD from a volume sampler" in s
+    assert "disagree" in A.order_sentence(SUPPORTS, SUPPORTS, CONTRADICTS, SUPPORTS)
+    g = A.gc_sentence(SUPPORTS, CONTRADICTS, MIXED)
+    assert "first fit generalises like" in g and "low loss differs" in g and "not settled" in g
+    p = A.prior_sentence(SUPPORTS, SUPPORTS, CONTRADICTS, 0.4)
+    assert "simpler than uniformly" in p and "0.40" in p and "but not with tanh" in p
+    assert "not settled" in A.prior_sentence(MIXED, MIXED, MIXED, 0.4)
+    assert "parody" in A.count_sentence(SUPPORTS) and "better than parameter volume" in A.count_sentence(CONTRADICTS)
+    assert "does not hold" in A.debate_sentence(SUPPORTS, SUPPORTS, CONTRADICTS)
+    assert "behaves like a volume sampler" in A.debate_sentence(SUPPORTS, SUPPORTS, SUPPORTS)
+    assert "not settled" in A.debate_sentence(MIXED, MIXED, SUPPORTS)

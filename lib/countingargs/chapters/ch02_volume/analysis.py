@@ -718,8 +718,128 @@ def ledger(tables: dict, params: dict) -> Findings:
                     tables={"ledger": table})
 
 
+# ---------------------------------------------------------------------------------------------
+# the conclusions, as sentences computed from the verdicts (so the prose follows the numbers)
+# ---------------------------------------------------------------------------------------------
+def _say(label: str, yes: str, no: str, unclear: str) -> str:
+    return {SUPPORTS: yes, CONTRADICTS: no}.get(label, unclear)
+
+
+def order_sentence(weak: str, strong: str, lit: str, proportion: str) -> str:
+    """What tests 2a and 2b say together, from their four verdict labels."""
+    first = _say(weak, "SGD's frequencies rise with volume: the rank correlation lies clearly "
+                       "above its floor",
+                 "SGD's frequencies do not rise with volume: the rank correlation lies below its "
+                 "floor", "whether SGD's frequencies rise with volume at all is not settled by "
+                          "these seeds")
+    at_ceiling = [v for v in (strong, lit) if v == SUPPORTS]
+    below = [v for v in (strong, lit) if v == CONTRADICTS]
+    if len(at_ceiling) == 2:
+        second = ("and both correlations reach the level exact volume sampling would give, so "
+                  "they cannot tell SGD from a volume sampler")
+    elif len(below) == 2:
+        second = ("but both correlations fall short of (or overshoot) the level exact volume "
+                  "sampling would give, so SGD is not a volume sampler by either measure")
+    elif at_ceiling and below:
+        second = ("while the two correlations disagree about equality: one reaches the level "
+                  "exact volume sampling would give and the other does not")
+    else:
+        second = "while whether it follows volume as closely as exact sampling would is not settled"
+    third = _say(proportion, "SGD's share of the ten highest-volume functions matches their "
+                             "volume share within a factor two",
+                 "SGD's share of the ten highest-volume functions differs from their volume "
+                 "share by more than a factor two",
+                 "whether SGD's share of the ten highest-volume functions matches their volume "
+                 "share within a factor two is not settled")
+    text = f"{first}, {second}; {third}."
+    return text[0].upper() + text[1:]
+
+
+def gc_sentence(first_fit: str, low: str, slow: str) -> str:
+    """What the three guess-and-check comparisons say together."""
+    def part(label, who):
+        return _say(label, f"{who} generalises like guess-and-check at the same training loss",
+                    f"{who} differs from guess-and-check by more than the margin at the same "
+                    "training loss", f"{who} is not settled against guess-and-check")
+    return (f"{part(first_fit, 'SGD stopped at its first fit')}; "
+            f"{part(low, 'SGD trained to a low loss')}; "
+            f"{part(slow, 'SGD with a small learning rate')}.")
+
+
+def prior_sentence(uniform: str, matched: str, pm1: str, ones_share: float) -> str:
+    """What tests 1a-1c say together."""
+    a = _say(uniform, "Random networks' functions are simpler than uniformly random ones (1a)",
+             "Random networks' functions are not simpler than uniformly random ones (1a)",
+             "Whether random networks' functions are simpler than uniformly random ones is not "
+             "settled (1a)")
+    b = (f"a share {ones_share:.2f} of that gap is the bias toward functions with few or many "
+         "ones, which the input encoding largely sets")
+    c = _say(matched, "the rest survives with the number of ones held fixed (1b)",
+             "with the number of ones held fixed they are not simpler (1b)",
+             "with the number of ones held fixed the difference is not settled (1b)")
+    d = _say(pm1, "and with tanh on inputs in {−1,+1} (1c)",
+             "but not with tanh on inputs in {−1,+1} (1c)",
+             "and with tanh on inputs in {−1,+1} it is not settled (1c)")
+    return f"{a}; {b}; {c}, {d}."
+
+
+def count_sentence(count: str) -> str:
+    """What test 3 says."""
+    return _say(count, "Counting the functions that fit, the measure of Belrose and Pope's parody, "
+                       "predicts chance accuracy off the training set and misses what SGD does; "
+                       "parameter volume comes much closer (3).",
+                "Counting the functions that fit predicts SGD's accuracy off the training set "
+                "better than parameter volume does (3).",
+                "Neither counting functions nor parameter volume is clearly the better predictor "
+                "of SGD's accuracy off the training set (3).")
+
+
+def debate_sentence(count: str, strong: str, lit: str) -> str:
+    """The bearing on the debate, from tests 3 and 2a (strong and literature versions)."""
+    first = _say(count, "The parody's measure fails where Pope's corrected measure does well, as "
+                        "Belrose and Pope argue about counting functions.",
+                 "Here the parody's measure does better than Pope's corrected one.",
+                 "Between the parody's measure and Pope's, these seeds do not decide.")
+    if CONTRADICTS in (strong, lit):
+        second = ("Volume is not the whole story, though: by at least one calibrated statistic "
+                  "SGD's preferences differ from exact volume sampling, so the strong reading, "
+                  "that SGD picks functions in proportion to their volume, does not hold even "
+                  "in this tiny system.")
+    elif strong == lit == SUPPORTS:
+        second = ("Within what these sample sizes can resolve, SGD behaves like a volume sampler.")
+    else:
+        second = "Whether SGD picks functions in proportion to their volume is not settled here."
+    return f"{first} {second}"
+
+
+def conclusions(tables: dict, params: dict) -> Findings:
+    """The summary sentences of the closing section, computed from the verdicts."""
+    vs = tables["volume_vs_sgd"]
+    labels = {c: {r: fn(condition_cells(vs, c))[0].label for r, fn in VS_RULES.items()}
+              for c in CONDITIONS}
+    f = labels["first-fit"]
+    cells = gc_cells(tables["gc_networks"])
+    gl = [verdict_gc(cells, m)[0].label for m in GC_SGD]
+    seeds = tables["prior_seeds"]
+    main = seeds[seeds.setting == "main"]
+    lz_u, lz_p, lz_m = (main[c].mean() for c in ("lz_mean_uniform", "lz_mean_prior", "lz_mean_matched"))
+    return Findings(glue=dict(
+        prior_sentence=prior_sentence(verdict_prior(seeds)[0].label,
+                                      verdict_prior_matched(seeds, "main")[0].label,
+                                      verdict_prior_matched(seeds, "pm1-tanh")[0].label,
+                                      float((lz_u - lz_m) / (lz_u - lz_p))),
+        count_sentence=count_sentence(f["count"]),
+        debate_sentence=debate_sentence(f["count"], f["order_ceiling"], f["lit"]),
+        order_sentence=order_sentence(f["order_floor"], f["order_ceiling"], f["lit"], f["proportion"]),
+        long_order_sentence=order_sentence(*(labels["long"][r] for r in
+                                             ("order_floor", "order_ceiling", "lit", "proportion"))),
+        pm1_order_sentence=order_sentence(*(labels["pm1"][r] for r in
+                                            ("order_floor", "order_ceiling", "lit", "proportion"))),
+        gc_sentence=gc_sentence(*gl)))
+
+
 def analyse(tables: dict, params: dict) -> Findings:
     """Every glued value and derived table of the chapter."""
     return Findings.merge(prior(tables, params), reach(tables, params),
                           volume_vs_sgd(tables, params), guess_check(tables, params),
-                          ledger(tables, params))
+                          ledger(tables, params), conclusions(tables, params))
