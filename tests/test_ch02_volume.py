@@ -352,3 +352,5 @@ def test_conclusion_sentences_follow_the_verdicts():
     assert "does not hold" in A.debate_sentence(SUPPORTS, SUPPORTS, CONTRADICTS)
     assert "behaves like a volume sampler" in A.debate_sentence(SUPPORTS, SUPPORTS, SUPPORTS)
     assert "not settled" in A.debate_sentence(MIXED, MIXED, SUPPORTS)
+    assert "moves the function a long way" in A.init_sentence(0.55, 0.5)
+    assert "end close to their initial" in A.init_sentence(0.9, 0.5)

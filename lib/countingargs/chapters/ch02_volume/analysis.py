@@ -151,9 +151,9 @@ def prior(tables: dict, params: dict) -> Findings:
              n_inputs=params["n_inputs"], prior_samples=int(pooled.loc["main", "samples"]),
              prior2_samples=int(pooled.loc["second", "samples"]), sigma_w=params["sigma_w"],
              sigma_b=params["sigma_b"], n_seeds=params["seeds"],
-             prior2_desc=f"{params['prior2_activation']}, σ_w = {params['prior2_sigma_w']:g}, "
+             prior2_desc=f"{by.loc['second', 'activation']}, σ_w = {by.loc['second', 'sigma_w']:g}, "
                          f"σ_b = {params['sigma_b']:g}",
-             enc_sigma_w=params["enc_sigma_w"], enc_samples=int(pooled.loc["pm1-tanh", "samples"]),
+             enc_sigma_w=float(by.loc["pm1-tanh", "sigma_w"]), enc_samples=int(pooled.loc["pm1-tanh", "samples"]),
              distinct_main=int(pooled.loc["main", "distinct"]),
              distinct_second=int(pooled.loc["second", "distinct"]),
              singleton_share=float(pooled.loc["main", "singletons"] / pooled.loc["main", "distinct"]),
@@ -357,6 +357,21 @@ def span(est: float, lo: float, hi: float, fmt: str = ".2f") -> str:
     return f"{num(est, fmt)} (interval {num(lo, fmt)} to {num(hi, fmt)})"
 
 
+def init_sentence(own: float, other: float) -> str:
+    """Whether the runs end near their own initial function on the held-out inputs: the excess
+    agreement with the own initial function over another run's, as a share of the most it
+    could be (``1 - other``); below one half the steps count as moving the function far."""
+    share = (own - other) / (1 - other) if other < 1 else float("nan")
+    if not np.isfinite(share):
+        return "whether the runs stay near their initial functions is undefined here"
+    if share < 0.5:
+        return (f"that is {share:.2f} of the most it could be, so a small number of large steps "
+                "still moves the function a long way, and the few steps do not by themselves "
+                "explain why SGD and Adam agree")
+    return (f"that is {share:.2f} of the most it could be, so the runs end close to their initial "
+            "functions, which goes some way to explain why SGD and Adam agree")
+
+
 class _Condition:
     """The verdict rows and cell means of one condition, for literal glue keys."""
 
@@ -402,8 +417,8 @@ def volume_vs_sgd(tables: dict, params: dict) -> Findings:
     sgd, adam = ff[ff.optimiser == "sgd"], ff[ff.optimiser == "adam"]
     g = dict(train_size=params["train_size"], n_test_small=n_test, n5=params["small_inputs"],
              small_samples=int(ff.prior_samples.iloc[0]), sgd_runs=params["sgd_runs"],
-             sgd_lr=params["sgd_lr"], adam_lr=params["adam_lr"], long_loss=params["long_loss"],
-             k_lit=params["k_lit"], null_reps=params["null_reps"], ceiling_margin=CEILING_MARGIN,
+             sgd_lr=params["sgd_lr"], adam_lr=params["adam_lr"], long_loss=float(vs.long_loss.iloc[0]),
+             k_lit=int(vs.k_lit.iloc[0]), null_reps=params["null_reps"], ceiling_margin=CEILING_MARGIN,
              targets_list=", ".join(dict.fromkeys(ff.target)),
              optimisers_list=", ".join(dict.fromkeys(ff.optimiser)),
              gen_count=float(st.binom.cdf(int(0.1 * n_test), n_test, 0.5)),
@@ -442,6 +457,8 @@ def volume_vs_sgd(tables: dict, params: dict) -> Findings:
              steps_adam=num(adam.median_steps.median(), ".0f") if len(adam) else "not run",
              fit_at_init=f.mean("fit_at_init", ".3f"), init_agree=f.mean("init_agree"),
              init_agree_other=f.mean("init_agree_other"),
+             init_excess=num(ff.init_agree.mean() - ff.init_agree_other.mean()),
+             init_sentence=init_sentence(ff.init_agree.mean(), ff.init_agree_other.mean()),
              distinct_first_fit=num(sgd.sgd_distinct.mean(), ".0f"),
              # trained on to a low loss (many steps)
              long_steps=num(lg.cells.median_steps.median(), ".0f"),
@@ -562,6 +579,7 @@ class _GCMethod:
         self.share = num(cells[cells.method == method].matched_share.mean())
         self.acc, self.loss = num(x.test_acc.mean(), ".3f"), num(x.train_loss.median(), ".3f")
         self.steps = num(x.steps.median(), ".0f")
+        self.at_init = num((x.steps == 0).mean())
 
 
 def guess_check(tables: dict, params: dict) -> Findings:
@@ -573,8 +591,8 @@ def guess_check(tables: dict, params: dict) -> Findings:
              if growth.notna().sum() > 1 else float("nan"))
     g = dict(gc_arch="64→" + "→".join(map(str, params["gc_hidden"])) + "→1",
              gc_accept=params["gc_accept"], gc_sizes_s=", ".join(map(str, params["gc_sizes"])),
-             gc_lr=params["gc_lr"], gc_small_lr=params["gc_small_lr"],
-             gc_loss_target=params["gc_loss_target"], gc_margin=GC_MARGIN, gc_bins=GC_LOSS_BINS,
+             gc_lr=float(gc.lr.iloc[0]), gc_small_lr=float(gc.small_lr.iloc[0]),
+             gc_loss_target=float(gc.loss_target.iloc[0]), gc_margin=GC_MARGIN, gc_bins=GC_LOSS_BINS,
              gc_draws_min=float(growth.iloc[0]), gc_draws_max=float(growth.iloc[-1]),
              gc_k_min=int(growth.index[0]), gc_k_max=int(growth.index[-1]),
              gc_doublings_per_point=slope, gc_sgd_runs=params["gc_sgd_runs"],
@@ -584,7 +602,7 @@ def guess_check(tables: dict, params: dict) -> Findings:
     ff, low, slow = (_GCMethod(cells, nets, m) for m in GC_SGD)
     g.update(gc_ff_matched=ff.matched, gc_ff_raw=ff.raw, gc_ff_share=ff.share,
              gc_ff_undefined=ff.undefined, gc_ff_acc=ff.acc, gc_ff_loss=ff.loss,
-             gc_ff_steps=ff.steps, verdict_gc_ff=ff.verdict.label,
+             gc_ff_steps=ff.steps, gc_ff_at_init=ff.at_init, verdict_gc_ff=ff.verdict.label,
              verdict_gc_ff_reason=ff.verdict.reason,
              gc_low_matched=low.matched, gc_low_raw=low.raw, gc_low_share=low.share,
              gc_low_undefined=low.undefined, gc_low_acc=low.acc, gc_low_loss=low.loss,
@@ -601,16 +619,16 @@ def guess_check(tables: dict, params: dict) -> Findings:
 # the ledger: one row per verdict, each naming the version of the claim it tests
 # ---------------------------------------------------------------------------------------------
 CH = "02_volume"
-POPE_VOLUME = dict(who="Pope (reposted tweets), drawing on Mingard et al. 2021",
+POPE_VOLUME = dict(who="Pope (reposted tweets); measured as in Mingard et al. 2021",
                    quote="compare constraints on parameter configurations",
                    source="discussion file, Pope's reposted tweets (key points)")
-POPE_SIMPLE = dict(who="Pope (reposted tweets), after Valle-Pérez et al. 2019",
+POPE_SIMPLE = dict(who="Pope (reposted tweets); measured as in Valle-Pérez et al. 2019",
                    quote="the NN simplicity prior",
                    source="discussion file, Pope's reposted tweets (short-depth paragraph)")
 POPE_COUNT = dict(who="Pope (first comment); Belrose and Pope 2024 (parody counting functions)",
                   quote="isn’t the correct way to do counting arguments",
                   source="discussion file, Pope's first comment")
-CHIANG = dict(who="Chiang et al. 2023, the evidence for the volume view",
+CHIANG = dict(who="Chiang et al. 2023",
               quote="test accuracy comparable to SGD", source="Chiang et al. 2023, abstract")
 
 
@@ -661,7 +679,7 @@ def ledger(tables: dict, params: dict) -> Findings:
             ("ceiling", "order_ceiling", "strong: P_SGD = P_B (rank correlation as high as exact "
              "volume sampling gives)", "Spearman correlation minus its ceiling", "correlation"),
             ("lit", "lit", "strong, the literature's statistic (log-log correlation over functions "
-             f"seen at least {params['k_lit']} times in both samples, against its ceiling)",
+             f"seen at least {vs.k_lit.iloc[0]} times in both samples, against its ceiling)",
              "log-log correlation minus its ceiling", "correlation"),
             ("proportion", "proportion", "strong: SGD's share of the ten highest-volume functions "
              "equals their volume share (within a factor 2)", "log2(SGD share / volume share)",
@@ -678,7 +696,7 @@ def ledger(tables: dict, params: dict) -> Findings:
                      "|a_SGD − 0.5| − |a_SGD − a_volume|", res, "accuracy",
                      f"Volume is closer than counting to SGD's off-S accuracy by {_span(res, '.3f')}.",
                      "volume-count-vs-volume"))
-    for cond, label in (("long", f"trained on to loss ≤ {params['long_loss']:g} (many steps)"),
+    for cond, label in (("long", f"trained on to loss ≤ {vs.long_loss.iloc[0]:g} (many steps)"),
                         ("pm1", "tanh on inputs in {−1,+1}")):
         res = verdict_order_ceiling(c[cond])
         rows.append(_row(f"02-ceiling-{cond}", follows, POPE_VOLUME, f"strong: P_SGD = P_B; {label}",
@@ -697,11 +715,12 @@ def ledger(tables: dict, params: dict) -> Findings:
                          "log2 ratio" if cond == "long" else "accuracy",
                          f"{label}: {_span(res)}.",
                          "volume-sgd-summary" if cond == "long" else "volume-count-vs-volume"))
-    for m, version in (("sgd-first-fit", f"SGD (learning rate {params['gc_lr']:g}) stopped at the "
+    gc = tables["guess_and_check"].iloc[0]
+    for m, version in (("sgd-first-fit", f"SGD (learning rate {gc.lr:g}) stopped at the "
                         "first fit, compared at matched training loss"),
-                       ("sgd-low-loss", f"SGD trained to loss ≤ {params['gc_loss_target']:g}, "
+                       ("sgd-low-loss", f"SGD trained to loss ≤ {gc.loss_target:g}, "
                         "against guess-and-check networks of the same loss"),
-                       ("sgd-small-lr", f"SGD with learning rate {params['gc_small_lr']:g} (many "
+                       ("sgd-small-lr", f"SGD with learning rate {gc.small_lr:g} (many "
                         "steps) stopped at the first fit, at matched training loss")):
         res = verdict_gc(cells, m)
         rows.append(_row(f"02-gc-{m.removeprefix('sgd-')}", gc_claim, CHIANG, version,

@@ -653,7 +653,8 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                                  init_agree=float((final[fit] == init[fit]).mean()),
                                  init_agree_other=float((final[fit] == np.roll(init, 1, 0)[fit]).mean()),
                                  n_compared=int(((pb >= 2) | (ps >= 2)).sum()),
-                                 spearman=order_stat(pb, ps), lit=lit, lit_n=n_lit, k_lit=k_lit, **cal,
+                                 spearman=order_stat(pb, ps), lit=lit, lit_n=n_lit, k_lit=k_lit,
+                                 long_loss=long_loss, **cal,
                                  sgd_top10=int(lookup(top10, sc, sn).sum()), sgd_n=int(sn.sum()),
                                  pb_top10_b=int(top10_b), pb_n_b=n_b,
                                  acc_sgd=1 - np.average(err_sgd, weights=sn) / len(test),
@@ -731,8 +732,8 @@ def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: S
             ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
             g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
                                 seed=seed_int("gc-draw", s, k))
-            row = dict(seed=s, classes=f"{a}v{b}", k=k, n_test=len(te), draws=g.draws,
-                       accepted=g.accepted,
+            row = dict(seed=s, classes=f"{a}v{b}", k=k, n_test=len(te), lr=lr, small_lr=small_lr,
+                       loss_target=loss_target, draws=g.draws, accepted=g.accepted,
                        acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
             if g.accepted:
                 out = forward_block(g.params[:n_accept], Xd[tr].T.contiguous(), Xd.shape[1], hidden)

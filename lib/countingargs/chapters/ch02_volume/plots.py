@@ -149,7 +149,7 @@ def sgd_summary(tables, params):
     order = list(dict.fromkeys(lab))
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.6))
     panels = [(axes[0, 0], "spearman", "spearman_null", "Spearman(log P_SGD, log P_B)"),
-              (axes[0, 1], "lit", "lit_null", f"log-log correlation, seen ≥ {params['k_lit']} times in both"),
+              (axes[0, 1], "lit", "lit_null", f"log-log correlation, seen ≥ {vs.k_lit.iloc[0]} times in both"),
               (axes[1, 0], "log2_ratio", "log2_ratio_null", "log2(SGD share / volume share), top 10")]
     for ax, col, null, ylabel in panels:
         for i, o in enumerate(order):
