@@ -205,9 +205,9 @@ def lz_complexity(bits: np.ndarray) -> np.ndarray:
     ``log2(L)`` for a constant string, else ``log2(L) * (N(x) + N(reversed x)) / 2`` with
     ``N`` the LZ76 word count."""
     bits = np.atleast_2d(np.asarray(bits, bool))
-    L = bits.shape[1]
-    fwd = lz76_words_batch(bits)
-    rev = lz76_words_batch(bits[:, ::-1])
+    K, L = bits.shape
+    words = lz76_words_batch(np.concatenate([bits, bits[:, ::-1]]))   # one lockstep pass
+    fwd, rev = words[:K], words[K:]
     const = bits.all(1) | ~bits.any(1)
     return np.where(const, math.log2(L), math.log2(L) * (fwd + rev) / 2)
 
@@ -402,9 +402,10 @@ def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: 
     """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``, inputs
     encoded as ``encoding``), count their functions, and measure the LZ complexity of the first
     ``lz_sample`` networks' functions, of the same functions with their bits shuffled (a random
-    function with as many ones) and, with ``uniform``, of as many uniformly random functions."""
+    function with as many ones) and, with ``uniform``, of as many uniformly random functions.
+    The complexities of all seeds and sources are computed in one batched call."""
     L = 2 ** n_inputs
-    parts, rows, hist, ones_h = [], [], [], []
+    parts, rows, sources = [], [], []
     for s in progress(list(seeds), desc=f"prior ({setting})"):
         fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
                                     seed=seed_int("prior", setting, s), keep_samples=True,
@@ -412,27 +413,29 @@ def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: 
         parts.append(fc)
         bits = unpack_bits(samp[:lz_sample], L)
         del samp
-        lz = lz_complexity(bits)
-        matched = lz_complexity(ones_matched(bits, seeded_rng("prior-shuffle", setting, s)))
-        hist += [_value_counts(setting, "network", s, lz),
-                 _value_counts(setting, "ones-matched", s, matched)]
-        lz_unif = np.nan
+        sources.append((s, "network", bits))
+        sources.append((s, "ones-matched", ones_matched(bits, seeded_rng("prior-shuffle", setting, s))))
         if uniform:
-            unif = lz_complexity(seeded_rng("prior-uniform", setting, s).random((lz_sample, L)) < 0.5)
-            hist.append(_value_counts(setting, "uniform", s, unif))
-            lz_unif = float(unif.mean())
-        ones = bits.sum(1)
-        v, c = np.unique(ones, return_counts=True)
-        ones_h.append(pd.DataFrame(dict(setting=setting, seed=s, ones=v, count=c)))
+            sources.append((s, "uniform", seeded_rng("prior-uniform", setting, s).random((lz_sample, L)) < 0.5))
         rows.append(dict(setting=setting, activation=activation, encoding=encoding,
                          sigma_w=sigma_w, sigma_b=sigma_b, seed=s, samples=fc.n_samples,
                          distinct=fc.n_distinct, singletons=int((fc.counts == 1).sum()),
                          p_const0=_const_share(fc, False), p_const1=_const_share(fc, True),
-                         lz_mean_prior=float(lz.mean()), lz_mean_uniform=lz_unif,
-                         lz_mean_matched=float(matched.mean()), ones_mean=float(ones.mean()),
-                         imbalance_mean=float(np.abs(ones / L - 0.5).mean())))
+                         ones_mean=float(bits.sum(1).mean()),
+                         imbalance_mean=float(np.abs(bits.sum(1) / L - 0.5).mean())))
+    lz_all = np.split(lz_complexity(np.concatenate([b for _, _, b in sources])),
+                      np.cumsum([len(b) for _, _, b in sources])[:-1])
+    lz = {(s, src): v for (s, src, _), v in zip(sources, lz_all)}
+    for r in rows:
+        r.update(lz_mean_prior=float(lz[r["seed"], "network"].mean()),
+                 lz_mean_uniform=float(lz[r["seed"], "uniform"].mean()) if uniform else np.nan,
+                 lz_mean_matched=float(lz[r["seed"], "ones-matched"].mean()))
+    hist = [_value_counts(setting, src, s, v) for (s, src), v in lz.items()]
+    ones = [pd.DataFrame(dict(zip(("ones", "count"), np.unique(b.sum(1), return_counts=True))),
+                         ).assign(setting=setting, seed=s) for s, src, b in sources if src == "network"]
     return PriorSample(setting, FunctionCounts.merge(parts), parts, pd.DataFrame(rows),
-                       pd.concat(hist, ignore_index=True), pd.concat(ones_h, ignore_index=True))
+                       pd.concat(hist, ignore_index=True),
+                       pd.concat(ones, ignore_index=True)[["setting", "seed", "ones", "count"]])
 
 
 def top_functions(ps: PriorSample, n_inputs: int, k: int = 12) -> pd.DataFrame:
