@@ -397,6 +397,22 @@ class _Condition:
     def mean(self, col, fmt=".2f"):
         return num(self.cells[col].mean(), fmt)
 
+    def glue(self, *keys: str) -> dict:
+        """The condition's glued values under the literal ``keys`` given, in this order: median
+        steps, distinct functions, Spearman, its ceiling, its floor, gap to the ceiling, 2a-strong
+        verdict and reason, 2a-weak verdict, top-10 log2 ratio, 2b verdict and reason, SGD's and
+        volume's accuracy off S, d, verdict 3 and reason."""
+        values = (num(self.cells.median_steps.median(), ".0f"), self.mean("sgd_distinct", ".0f"),
+                  self.mean("spearman"), self.mean("spearman_null"), self.mean("spearman_floor"),
+                  self.span("order_ceiling"), self.verdict("order_ceiling"),
+                  self.reason("order_ceiling"), self.verdict("order_floor"),
+                  self.span("proportion"), self.verdict("proportion"), self.reason("proportion"),
+                  self.mean("acc_sgd", ".3f"), self.mean("acc_pb", ".3f"), self.span("count", ".3f"),
+                  self.verdict("count"), self.reason("count"))
+        if len(keys) != len(values):
+            raise ValueError(f"glue needs {len(values)} keys, got {len(keys)}")
+        return dict(zip(keys, values))
+
     def share_of_ceiling(self):
         rho, null, floor = (self.cells[c].mean() for c in ("spearman", "spearman_null", "spearman_floor"))
         return num((rho - floor) / (null - floor))
@@ -460,30 +476,20 @@ def volume_vs_sgd(tables: dict, params: dict) -> Findings:
              init_excess=num(ff.init_agree.mean() - ff.init_agree_other.mean()),
              init_sentence=init_sentence(ff.init_agree.mean(), ff.init_agree_other.mean()),
              distinct_first_fit=num(sgd.sgd_distinct.mean(), ".0f"),
-             # trained on to a low loss (many steps)
-             long_steps=num(lg.cells.median_steps.median(), ".0f"),
-             long_distinct=lg.mean("sgd_distinct", ".0f"), long_rho=lg.mean("spearman"),
-             long_rho_null=lg.mean("spearman_null"), long_rho_floor=lg.mean("spearman_floor"),
-             long_ceiling_gap=lg.span("order_ceiling"),
-             long_verdict_order_ceiling=lg.verdict("order_ceiling"),
-             long_verdict_order_ceiling_reason=lg.reason("order_ceiling"),
-             long_verdict_order_floor=lg.verdict("order_floor"),
-             long_log2_ratio=lg.span("proportion"), long_verdict_proportion=lg.verdict("proportion"),
-             long_verdict_proportion_reason=lg.reason("proportion"),
-             long_acc_sgd=lg.mean("acc_sgd", ".3f"), long_d=lg.span("count", ".3f"),
-             long_verdict_count=lg.verdict("count"),
-             # tanh on inputs in {-1, +1}
-             pm1_steps=num(pm.cells.median_steps.median(), ".0f"), pm1_rho=pm.mean("spearman"),
-             pm1_rho_null=pm.mean("spearman_null"), pm1_rho_floor=pm.mean("spearman_floor"),
-             pm1_ceiling_gap=pm.span("order_ceiling"),
-             pm1_verdict_order_ceiling=pm.verdict("order_ceiling"),
-             pm1_verdict_order_ceiling_reason=pm.reason("order_ceiling"),
-             pm1_verdict_order_floor=pm.verdict("order_floor"),
-             pm1_verdict_proportion=pm.verdict("proportion"), pm1_log2_ratio=pm.span("proportion"),
-             pm1_acc_sgd=pm.mean("acc_sgd", ".3f"), pm1_acc_pb=pm.mean("acc_pb", ".3f"),
-             pm1_d=pm.span("count", ".3f"), pm1_verdict_count=pm.verdict("count"),
-             pm1_verdict_count_reason=pm.reason("count"),
              pm1_optimisers=", ".join(dict.fromkeys(pm.cells.optimiser)))
+    # trained on to a low loss (many steps); tanh on inputs in {-1, +1}
+    g.update(lg.glue("long_steps", "long_distinct", "long_rho", "long_rho_null", "long_rho_floor",
+                     "long_ceiling_gap", "long_verdict_order_ceiling",
+                     "long_verdict_order_ceiling_reason", "long_verdict_order_floor",
+                     "long_log2_ratio", "long_verdict_proportion", "long_verdict_proportion_reason",
+                     "long_acc_sgd", "long_acc_pb", "long_d", "long_verdict_count",
+                     "long_verdict_count_reason"))
+    g.update(pm.glue("pm1_steps", "pm1_distinct", "pm1_rho", "pm1_rho_null", "pm1_rho_floor",
+                     "pm1_ceiling_gap", "pm1_verdict_order_ceiling",
+                     "pm1_verdict_order_ceiling_reason", "pm1_verdict_order_floor",
+                     "pm1_log2_ratio", "pm1_verdict_proportion", "pm1_verdict_proportion_reason",
+                     "pm1_acc_sgd", "pm1_acc_pb", "pm1_d", "pm1_verdict_count",
+                     "pm1_verdict_count_reason"))
     return Findings(glue=g, tables={"volume_vs_sgd_by_cell": by_cell(vs), "vs_verdicts": ver})
 
 
