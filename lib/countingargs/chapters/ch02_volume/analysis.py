@@ -476,7 +476,8 @@ def volume_vs_sgd(tables: dict, params: dict) -> Findings:
              init_excess=num(ff.init_agree.mean() - ff.init_agree_other.mean()),
              init_sentence=init_sentence(ff.init_agree.mean(), ff.init_agree_other.mean()),
              distinct_first_fit=num(sgd.sgd_distinct.mean(), ".0f"),
-             pm1_optimisers=", ".join(dict.fromkeys(pm.cells.optimiser)))
+             pm1_optimisers=", ".join(dict.fromkeys(pm.cells.optimiser)),
+             pm1_samples=int(pm.cells.prior_samples.iloc[0]))
     # trained on to a low loss (many steps); tanh on inputs in {-1, +1}
     g.update(lg.glue("long_steps", "long_distinct", "long_rho", "long_rho_null", "long_rho_floor",
                      "long_ceiling_gap", "long_verdict_order_ceiling",
@@ -510,11 +511,11 @@ def matched_difference(gc_losses: np.ndarray, gc_acc: np.ndarray, losses: np.nda
                        acc: np.ndarray, bins: int = GC_LOSS_BINS, min_per_bin: int = 2,
                        min_matched: int = 5) -> tuple[float, float]:
     """Test-accuracy difference (method minus guess-and-check) at matched training loss, and the
-    share of the method's networks that found a match.
+    share of the method's networks whose loss falls in a bin that counts (its coverage).
 
     Bins are the ``bins`` quantile bins of guess-and-check's losses; a bin counts when both
     sides have at least ``min_per_bin`` networks in it, with weight ``min(n_method, n_gc)``.
-    NaN when fewer than ``min_matched`` networks are matched (the loss ranges do not overlap)."""
+    NaN when the counted bins weigh less than ``min_matched`` (the loss ranges do not overlap)."""
     gc_losses, losses = np.asarray(gc_losses, float), np.asarray(losses, float)
     if len(gc_losses) < min_per_bin or len(losses) < min_per_bin:
         return float("nan"), 0.0
@@ -524,16 +525,17 @@ def matched_difference(gc_losses: np.ndarray, gc_acc: np.ndarray, losses: np.nda
     bg = np.clip(np.searchsorted(edges, gc_losses, side="right") - 1, 0, len(edges) - 2)
     inside = (losses >= edges[0]) & (losses <= edges[-1])
     bm = np.clip(np.searchsorted(edges, losses, side="right") - 1, 0, len(edges) - 2)
-    num = den = 0.0
+    num = den = covered = 0.0
     for b in range(len(edges) - 1):
         ng, nm = int((bg == b).sum()), int(((bm == b) & inside).sum())
         if ng >= min_per_bin and nm >= min_per_bin:
             w = min(ng, nm)
             num += w * (acc[(bm == b) & inside].mean() - gc_acc[bg == b].mean())
             den += w
+            covered += nm
     if den < min_matched:
-        return float("nan"), den / len(losses)
-    return num / den, den / len(losses)
+        return float("nan"), covered / len(losses)
+    return num / den, covered / len(losses)
 
 
 def gc_cells(nets: pd.DataFrame) -> pd.DataFrame:

@@ -476,21 +476,24 @@ def rank_frequency(ps: PriorSample, points: int = 80) -> pd.DataFrame:
 
 def reach(prior: FunctionCounts, n_inputs: int, targets: Sequence[str], sizes: Sequence[int],
           seeds: Sequence[int]) -> pd.DataFrame:
-    """Rejection sampling's reach on the cube: for each target, training-set size and seed (a
-    random training set from ``rng("reach", target, k, seed)``), the share of the prior sample that fits it, how many networks and
+    """Rejection sampling's reach on the cube: for each target and seed, one random order of the
+    inputs (``rng("reach", target, seed)``) whose first ``k`` inputs are the training set of size
+    ``k`` (nested training sets, so each size only rechecks the functions that fitted the
+    previous one); per size, the share of the prior sample that fits, how many networks and
     distinct functions were accepted, and how many of those were seen at least twice."""
     L = 2 ** n_inputs
     rows = []
     for tname in targets:
         tb = target_bits(tname, n_inputs)
-        for k in sizes:
-            for s in seeds:
-                idx = seeded_rng("reach", tname, k, s).choice(L, k, replace=False)
-                m = consistent_mask(prior.codes, tb, idx, L)
-                acc = prior.counts[m]
-                rows.append(dict(target=tname, k=k, seed=s, accept_rate=acc.sum() / prior.n_samples,
-                                 accepted=int(acc.sum()), distinct=int(m.sum()),
-                                 seen_twice=int((acc >= 2).sum())))
+        for s in seeds:
+            order = seeded_rng("reach", tname, s).permutation(L)
+            codes, counts = prior.codes, prior.counts
+            for k in sorted(sizes):
+                m = consistent_mask(codes, tb, order[:k], L)
+                codes, counts = codes[m], counts[m]
+                rows.append(dict(target=tname, k=k, seed=s, accept_rate=counts.sum() / prior.n_samples,
+                                 accepted=int(counts.sum()), distinct=len(counts),
+                                 seen_twice=int((counts >= 2).sum())))
     return pd.DataFrame(rows)
 
 

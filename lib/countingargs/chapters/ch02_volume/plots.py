@@ -165,7 +165,8 @@ def sgd_summary(tables, params):
         ax.set_xticks(range(len(order)), order, fontsize=7)
         ax.set(xlabel="target and optimiser", ylabel=ylabel)
         if col != "log2_ratio":
-            ax.set_ylim(-1.05, 1.05)
+            low = np.nanmin(np.r_[vs[col].to_numpy(float), vs[null + "_lo"].to_numpy(float), 0.0])
+            ax.set_ylim(max(-1.05, low - 0.1), 1.05)
     axes[1, 0].axhspan(-analysis.PROPORTION_MARGIN, analysis.PROPORTION_MARGIN, color="gray", alpha=0.1)
     ax = axes[1, 1]
     for i, o in enumerate(order):
@@ -201,13 +202,16 @@ def count_vs_volume(tables, params):
     n_test = int(err.n_test.iloc[0])
     grid = np.arange(n_test + 1) / n_test
     sources = list(dict.fromkeys(err.source))
+    colours = {"volume": "C1", "sgd": "C0", "adam": "C2", "sgd-long": "C4"}
+    spare = iter(["C5", "C6", "C7", "C8"])
+    colours.update({s: next(spare, "C9") for s in sources if s not in colours})
     for ax, tname in zip(axes[0], targets):
         ax.plot(grid, st.binom.pmf(np.arange(n_test + 1), n_test, 0.5), "k:",
                 label="counting (uniform over consistent f)")
-        for j, src in enumerate(sources):
+        for src in sources:
             d = err[(err.target == tname) & (err.source == src)]
             h = d.groupby("errors").share.mean().reindex(range(n_test + 1), fill_value=0.0)
-            ax.plot(grid, h.to_numpy(), drawstyle="steps-mid", color=f"C{j + 1}",
+            ax.plot(grid, h.to_numpy(), drawstyle="steps-mid", color=colours[src],
                     label="volume (P_B)" if src == "volume" else src)
         ax.set(xlabel="off-S error of f (share of held-out inputs)", ylabel="probability",
                title=f"target {tname}")
@@ -259,6 +263,7 @@ def guess_check(tables, params):
     ax.axhspan(-analysis.GC_MARGIN, analysis.GC_MARGIN, color="gray", alpha=0.15)
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xticks(range(len(analysis.GC_SGD)), list(analysis.GC_SGD), fontsize=8)
+    ax.set_xlim(-0.5, len(analysis.GC_SGD) - 0.5)
     ax.set(xlabel="SGD variant", ylabel="test accuracy, SGD minus guess-and-check",
            title="mean over sizes per seed, 95% interval")
     _legend_below(ax)
