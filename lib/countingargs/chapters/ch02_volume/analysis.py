@@ -800,7 +800,7 @@ def prior_sentence(uniform: str, matched: str, pm1: str, ones_share: float) -> s
              "Whether random networks' functions are simpler than uniformly random ones is not "
              "settled (1a)")
     b = (f"a share {ones_share:.2f} of that gap is the bias toward functions with few or many "
-         "ones, which the input encoding largely sets")
+         "ones, which depends on the input encoding and the activation")
     c = _say(matched, "the rest survives with the number of ones held fixed (1b)",
              "with the number of ones held fixed they are not simpler (1b)",
              "with the number of ones held fixed the difference is not settled (1b)")

@@ -241,7 +241,7 @@ def guess_check(tables, params):
     ax.set(xlabel="training points", ylabel="draws per network that fits", title="cost of guess-and-check")
     _legend_below(ax)
     ax = axes[1]
-    lo = max(nets.train_loss[nets.train_loss > 0].min(), 1e-6)
+    lo = max(float(nets.train_loss.quantile(0.001)), 1e-6)
     bins = np.geomspace(lo, nets.train_loss.max() * 1.01, 40)
     for m, d in nets.groupby("method", sort=False):
         ax.hist(d.train_loss.clip(lower=lo), bins=bins, weights=np.full(len(d), 1 / len(d)),
