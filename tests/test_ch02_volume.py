@@ -338,11 +338,15 @@ def test_reach_finds_the_last_estimable_size():
 
 def test_conclusion_sentences_follow_the_verdicts():
     s = A.order_sentence(SUPPORTS, CONTRADICTS, CONTRADICTS, MIXED)
-    assert s.startswith("SGD's frequencies rise with volume") and "not a volume sampler" in s
+    assert s.startswith("SGD's frequencies rise with volume") and "by either measure" in s
     assert "not settled" in s
     s = A.order_sentence(MIXED, SUPPORTS, SUPPORTS, SUPPORTS)
     assert s.startswith("Whether") and "cannot tell SGD from a volume sampler" in s
     assert "disagree" in A.order_sentence(SUPPORTS, SUPPORTS, CONTRADICTS, SUPPORTS)
+    s = A.order_sentence(SUPPORTS, MIXED, CONTRADICTS, MIXED)
+    assert "the literature's log-log correlation misses" in s and "by that measure" in s
+    assert "the rank correlation reaches" in A.order_sentence(SUPPORTS, SUPPORTS, MIXED, MIXED)
+    assert "is not settled" in A.order_sentence(SUPPORTS, MIXED, MIXED, MIXED)
     g = A.gc_sentence(SUPPORTS, CONTRADICTS, MIXED)
     assert "first fit generalises like" in g and "low loss differs" in g and "not settled" in g
     p = A.prior_sentence(SUPPORTS, SUPPORTS, CONTRADICTS, 0.4)

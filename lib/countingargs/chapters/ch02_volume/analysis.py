@@ -759,17 +759,25 @@ def order_sentence(weak: str, strong: str, lit: str, proportion: str) -> str:
                  "SGD's frequencies do not rise with volume: the rank correlation lies below its "
                  "floor", "whether SGD's frequencies rise with volume at all is not settled by "
                           "these seeds")
-    at_ceiling = [v for v in (strong, lit) if v == SUPPORTS]
-    below = [v for v in (strong, lit) if v == CONTRADICTS]
-    if len(at_ceiling) == 2:
+    names = {"strong": "the rank correlation", "lit": "the literature's log-log correlation"}
+    labels = {"strong": strong, "lit": lit}
+    at = [names[k] for k, v in labels.items() if v == SUPPORTS]
+    off = [names[k] for k, v in labels.items() if v == CONTRADICTS]
+    if len(at) == 2:
         second = ("and both correlations reach the level exact volume sampling would give, so "
                   "they cannot tell SGD from a volume sampler")
-    elif len(below) == 2:
-        second = ("but both correlations fall short of (or overshoot) the level exact volume "
-                  "sampling would give, so SGD is not a volume sampler by either measure")
-    elif at_ceiling and below:
-        second = ("while the two correlations disagree about equality: one reaches the level "
-                  "exact volume sampling would give and the other does not")
+    elif len(off) == 2:
+        second = ("but both correlations miss the level exact volume sampling would give, so SGD "
+                  "is not a volume sampler by either measure")
+    elif at and off:
+        second = (f"while the two correlations disagree: {at[0]} reaches the level exact volume "
+                  f"sampling would give and {off[0]} misses it")
+    elif off:
+        second = (f"but {off[0]} misses the level exact volume sampling would give (the other "
+                  "correlation is not settled), so SGD is not a volume sampler by that measure")
+    elif at:
+        second = (f"and {at[0]} reaches the level exact volume sampling would give, while the "
+                  "other correlation is not settled")
     else:
         second = "while whether it follows volume as closely as exact sampling would is not settled"
     third = _say(proportion, "SGD's share of the ten highest-volume functions matches their "
