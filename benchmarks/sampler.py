@@ -1,7 +1,7 @@
-"""Benchmark of the random-network sampler (chapter 2, ``countingargs.volume``).
+"""Benchmark of the random-network sampler (``countingargs.nets.sampler``, chapters 02 and 03).
 
 Prints, on the machine it runs on: networks per second; the achieved GFLOP/s counting only the
-networks' own arithmetic (``volume.forward_flops``) over the whole wall time (random numbers,
+networks' own arithmetic (``sampler.forward_flops``) over the whole wall time (random numbers,
 encoding and counting included); the same run's dense float32 matmul GFLOP/s; their ratio; the
 speedup over a straightforward per-network loop (same weights, one ``x @ W + b`` chain per
 network); and where the time goes.
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from countingargs import volume as V
+from countingargs.nets import sampler as V
 
 
 def dense_gflops(device: str, n: int = 2048, reps: int = 5) -> tuple[float, float]:
@@ -51,17 +51,20 @@ def main(argv=None) -> dict:
     p.add_argument("--loop-samples", type=int, default=2000,
                    help="networks for the per-network loop baseline")
     p.add_argument("--activation", default="relu")
+    p.add_argument("--encoding", default="01", choices=["01", "pm1"],
+                   help="inputs in {0,1} or {-1,+1}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
 
     flops = V.forward_flops(a.inputs, a.hidden)
     dense_before, cores_before = dense_gflops(a.device)
     V.sample_functions(a.inputs, a.hidden, min(a.samples, 4 * a.chunk), chunk=a.chunk,
-                       block=a.block, workers=a.workers, device=a.device)  # warm-up
+                       block=a.block, workers=a.workers, device=a.device,
+                       encoding=a.encoding)  # warm-up
     c0, t0 = time.process_time(), time.perf_counter()
     fc = V.sample_functions(a.inputs, a.hidden, a.samples, sigma_w=1.0, sigma_b=0.1,
                             activation=a.activation, seed=1, chunk=a.chunk, block=a.block,
-                            workers=a.workers, device=a.device)
+                            workers=a.workers, device=a.device, encoding=a.encoding)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     dense_after, cores_after = dense_gflops(a.device)
@@ -73,7 +76,7 @@ def main(argv=None) -> dict:
     # chain of x @ W + b, sign, pack, a dict of counts), on one torch thread, which is faster
     # than two for matrices this small
     g = torch.Generator(device=a.device).manual_seed(1)
-    x = V.cube(a.inputs, device=a.device)
+    x = V.cube(a.inputs, device=a.device, encoding=a.encoding)
     counts: dict[bytes, int] = {}
     t0 = time.perf_counter()
     with V.torch_threads(1):
@@ -87,7 +90,7 @@ def main(argv=None) -> dict:
 
     t = fc.timing
     print(f"architecture      : {a.inputs}->{'->'.join(map(str, a.hidden))}->1 {a.activation}, "
-          f"{2 ** a.inputs} inputs, {V.n_params(a.inputs, a.hidden)} parameters, "
+          f"{2 ** a.inputs} inputs ({a.encoding}), {V.n_params(a.inputs, a.hidden)} parameters, "
           f"{flops / 1e6:.3f} MFLOP per network")
     print(f"device            : {a.device}, torch threads {torch.get_num_threads()}, "
           f"workers {t['workers']}, chunk {a.chunk}, block {a.block}")

@@ -7,7 +7,9 @@ The system
 ----------
 A fully connected network ``n -> hidden[0] -> ... -> 1`` is evaluated on all ``L = 2**n`` inputs
 of the cube ``{0, 1}^n`` (input ``i`` has bits ``x_1 ... x_n`` = the binary digits of ``i``,
-``x_1`` the most significant, so the inputs are in lexicographic order). Its *function* is the
+``x_1`` the most significant, so the inputs are in lexicographic order). With
+``encoding="pm1"`` the same points are fed as ``{-1, +1}^n`` (bit 0 -> -1, bit 1 -> +1; same
+order), the other common encoding of Boolean inputs. Its *function* is the
 ``L``-bit string ``f_i = [output(x_i) > 0]``. The prior is Gaussian:
 ``W ~ N(0, sigma_w**2 / fan_in)``, ``b ~ N(0, sigma_b**2)``, activation ``relu`` or ``tanh``.
 
@@ -43,9 +45,10 @@ Main entry points
     -> :class:`FunctionCounts` (distinct functions and how often each appeared).
 ``sample_chunk(n_inputs, hidden, n_nets, sigma_w, sigma_b, activation, seed, chunk_index)``
     -> :class:`Chunk` with the parameters, the functions *and* the hidden activations.
-``train_to_fit(...)``: many networks from the same prior, trained (SGD or Adam, batched) until
-    each one fits a training set; returns the functions they end at.
-``lz_complexity(bits)``: Lempel-Ziv complexity of bit strings as in Valle-Perez et al. (2019).
+
+Chapter 02 (``chapters/ch02_volume``) trains networks from this prior until they fit a training
+set and measures Lempel-Ziv complexity; chapter 03 (``chapters/ch03_llama``) joins hidden
+activations to functions with :func:`sample_chunk`.
 """
 from __future__ import annotations
 
@@ -85,20 +88,24 @@ class torch_threads:
 # ---------------------------------------------------------------------------------------------
 # the cube, parameters, forward passes
 # ---------------------------------------------------------------------------------------------
-def cube(n_inputs: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
+ENCODINGS = ("01", "pm1")
+
+
+def cube(n_inputs: int, dtype=torch.float32, device="cpu", encoding: str = "01") -> torch.Tensor:
     """All ``2**n_inputs`` points of ``{0,1}^n`` in the book's bit order (see
-    :mod:`countingargs.data.cube`), shape ``(2**n, n)``, limited to ``n <= 16`` here."""
+    :mod:`countingargs.data.cube`), shape ``(2**n, n)``, limited to ``n <= 16`` here; with
+    ``encoding="pm1"`` the same points in ``{-1,+1}^n`` (bit 0 -> -1)."""
     if not isinstance(n_inputs, (int, np.integer)) or not 1 <= n_inputs <= 16:
         raise ValueError(f"n_inputs must be an integer in [1, 16], got {n_inputs!r}")
-    return _cube(n_inputs, dtype=dtype, device=device)
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    x = _cube(n_inputs, dtype=dtype, device=device)
+    return x * 2 - 1 if encoding == "pm1" else x
 
 
-def cube_bits(n_inputs: int) -> np.ndarray:
-    """``cube(n)`` as a numpy bool array ``(2**n, n)``."""
-    return cube(n_inputs).numpy().astype(bool)
-
-
-def _check(n_inputs, hidden, sigma_w, sigma_b, activation):
+def check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation) -> list[int]:
+    """The hidden widths as a list of ints, after checking every argument (a clear error names
+    the bad one)."""
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden!r}")
@@ -333,16 +340,16 @@ class Chunk:
 
 def sample_chunk(n_inputs: int, hidden: Sequence[int], n_nets: int, sigma_w: float = 1.0,
                  sigma_b: float = 0.0, activation: str = "relu", seed: int = 0,
-                 chunk_index: int = 0, device="cpu") -> Chunk:
+                 chunk_index: int = 0, device="cpu", encoding: str = "01") -> Chunk:
     """Functions *and* hidden activations of one chunk of random networks.
 
     The networks are exactly those of chunk ``chunk_index`` of :func:`sample_functions` with the
     same ``seed`` and ``chunk = n_nets``, so statistics of hidden units can be joined to the
     functions. Returns a :class:`Chunk`."""
-    hidden = _check(n_inputs, hidden, sigma_w, sigma_b, activation)
+    hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
     g = chunk_generator(seed, chunk_index, device)
     buf = draw_params(n_nets, n_inputs, hidden, sigma_w, sigma_b, g, device)
-    x_t = cube(n_inputs, device=device).T.contiguous()
+    x_t = cube(n_inputs, device=device, encoding=encoding).T.contiguous()
     out, hid = forward_block(buf, x_t, n_inputs, hidden, activation, return_hidden=True)
     codes = pack_bits(out > 0)
     return Chunk(buf, out, codes, [h.transpose(1, 2) for h in hid])
@@ -350,12 +357,12 @@ def sample_chunk(n_inputs: int, hidden: Sequence[int], n_nets: int, sigma_w: flo
 
 def _chunk_codes(args):
     (n_inputs, hidden, n_nets, sigma_w, sigma_b, activation, seed, ci, block, device,
-     init) = args
+     init, encoding) = args
     t0 = time.perf_counter()
     g = chunk_generator(seed, ci, device)
     buf = draw_params(n_nets, n_inputs, hidden, sigma_w, sigma_b, g, device, init=init)
     t1 = time.perf_counter()
-    x_t = cube(n_inputs, device=device).T.contiguous()
+    x_t = cube(n_inputs, device=device, encoding=encoding).T.contiguous()
     codes = torch.empty(n_nets, n_words(2 ** n_inputs), dtype=torch.int64, device=device)
     t_fwd = t_pack = 0.0
     for s in range(0, n_nets, block):
@@ -373,17 +380,20 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
                      n_samples: int = 100_000, sigma_w: float = 1.0, sigma_b: float = 0.0,
                      activation: str = "relu", seed: int = 0, chunk: int = 2048,
                      device: str = "cpu", workers: int | None = None, block: int = 64,
-                     keep_samples: bool = False):
+                     keep_samples: bool = False, encoding: str = "01"):
     """Sample ``n_samples`` random networks and count the functions they compute.
 
     Networks are drawn in chunks of ``chunk`` (the last one may be smaller); chunk ``c`` uses
     :func:`chunk_generator` ``(seed, c)``, so the counts are a function of the arguments only
     (not of ``workers``, ``block`` or the number of torch threads). ``workers`` threads (default:
-    torch's thread count, 1 on CUDA) each run one torch thread.
+    torch's thread count, 1 on CUDA) each run one torch thread. ``encoding`` (``"01"`` or
+    ``"pm1"``, see :func:`cube`) changes the inputs only: the networks drawn are the same.
 
     Returns :class:`FunctionCounts`; with ``keep_samples=True`` also the per-network codes
     ``(n_samples, W)`` in sampling order."""
-    hidden = _check(n_inputs, hidden, sigma_w, sigma_b, activation)
+    hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     if n_samples < 1 or chunk < 1 or block < 1:
         raise ValueError(f"n_samples, chunk and block must be >= 1, got {n_samples}, {chunk}, {block}")
     dev = torch.device(device)
@@ -391,7 +401,7 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
         workers, block = 1, chunk
     n_chunks = (n_samples + chunk - 1) // chunk
     jobs = [(n_inputs, hidden, min(chunk, n_samples - c * chunk), sigma_w, sigma_b, activation,
-             seed, c, block, device, "gaussian") for c in range(n_chunks)]
+             seed, c, block, device, "gaussian", encoding) for c in range(n_chunks)]
     t0 = time.perf_counter()
     threads_before = torch.get_num_threads()
     workers = workers or threads_before

@@ -1,12 +1,14 @@
-"""Unit tests for countingargs.volume (chapter 2): exact encoding, counting, seeding, the
-batched vs per-network paths, Lempel-Ziv, rejection masks and the batched trainer."""
+"""Unit tests for the shared random-network sampler (countingargs.nets.sampler): exact encoding,
+counting, seeding, the batched vs per-network paths, the hidden activations of a chunk."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from countingargs.chapters.ch02_volume import experiment as V
+from countingargs.data.cube import cube_bits
+from countingargs.nets import sampler as V
+from countingargs.nets.seeding import chunk_generator
 
 
 def hand_built_x1(n=3):
@@ -36,7 +38,7 @@ def test_hand_built_network_gives_known_bit_pattern():
     assert bits[0].tolist() == [False] * 4 + [True] * 4
     code = V.pack_bits(bits)
     assert code.tolist() == [[0b11110000]]
-    assert np.array_equal(V.unpack_bits(code.numpy(), 8)[0], V.target_bits("x1", n))
+    assert np.array_equal(V.unpack_bits(code.numpy(), 8)[0], cube_bits(n)[:, 0])
     ref = V.forward_per_network(buf, V.cube(n), n, hidden)
     assert torch.equal(ref > 0, bits)
 
@@ -79,7 +81,7 @@ def test_seeding_reproduces_counts_independently_of_workers_and_blocks():
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_batched_and_per_network_paths_agree(activation):
     n, hidden = 7, [40, 40]
-    buf = V.draw_params(40, n, hidden, 1.0, 0.3, V.chunk_generator(3, 0))
+    buf = V.draw_params(40, n, hidden, 1.0, 0.3, chunk_generator(3, 0))
     fast = V.forward_block(buf, V.cube(n).T.contiguous(), n, hidden, activation)
     slow = V.forward_per_network(buf, V.cube(n), n, hidden, activation)
     assert torch.allclose(fast, slow, atol=1e-4, rtol=1e-4)
@@ -98,50 +100,11 @@ def test_sample_chunk_matches_sampler_and_returns_hidden():
 
 def test_gaussian_scaling():
     n, hidden = 7, [40, 40]
-    buf = V.draw_params(4000, n, hidden, 2.0, 0.5, V.chunk_generator(0, 0))
+    buf = V.draw_params(4000, n, hidden, 2.0, 0.5, chunk_generator(0, 0))
     (W1, b1), (W2, b2), (W3, b3) = V.unpack_params(buf, n, hidden)
     assert abs(W1.std().item() - 2.0 / math.sqrt(7)) < 0.01
     assert abs(W2.std().item() - 2.0 / math.sqrt(40)) < 0.005
     assert abs(b2.std().item() - 0.5) < 0.01
-
-
-def test_lz76_known_values_and_batch():
-    s = np.array([int(c) for c in "0001101001000101"])
-    assert V.lz76_words(s) == 6          # 0.001.10.100.1000.101
-    assert V.lz76_words(np.zeros(16)) == 2
-    rng = np.random.default_rng(0)
-    B = rng.random((200, 64)) < 0.3
-    assert np.array_equal(V.lz76_words_batch(B), [V.lz76_words(b) for b in B])
-    lz = V.lz_complexity(np.stack([np.zeros(128, bool), np.arange(128) % 2 == 0,
-                                   rng.random(128) < 0.5]))
-    assert lz[0] == 7.0
-    assert lz[1] < lz[2]
-
-
-def test_consistency_mask_and_errors_match_brute_force():
-    n, L = 5, 32
-    rng = np.random.default_rng(1)
-    bits = rng.random((300, L)) < 0.5
-    t = V.target_bits("x1|x2", n)
-    bits[:5] = t                     # some consistent rows
-    codes = V.pack_bits_np(bits)
-    S = np.array([0, 3, 9, 17, 30])
-    test = np.setdiff1d(np.arange(L), S)
-    want = (bits[:, S] == t[S]).all(1)
-    assert np.array_equal(V.consistent_mask(codes, t, S, L), want)
-    assert np.array_equal(V.offset_errors(codes, t, test, L), (bits[:, test] != t[test]).sum(1))
-
-
-def test_targets_and_names():
-    assert V.target_bits("majority", 3).tolist() == [0, 0, 0, 1, 0, 1, 1, 1]
-    assert V.describe(V.target_bits("x2", 4), 4) == "x2"
-    assert V.describe(~V.target_bits("x2", 4), 4) == "¬x2"
-    assert V.describe(np.zeros(16, bool), 4) == "0"
-    only = np.zeros(16, bool)
-    only[5] = True
-    assert V.describe(only, 4) == "only 0101"
-    with pytest.raises(ValueError, match="unknown target"):
-        V.target_bits("xor9", 4)
 
 
 def test_bad_inputs_are_named():
@@ -153,35 +116,21 @@ def test_bad_inputs_are_named():
         V.sample_functions(4, [8], 10, sigma_w=0.0)
 
 
-@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.5), ("adam", 0.02)])
-def test_trainer_fits_and_networks_are_independent(optimizer, lr):
-    n = 4
-    X = V.cube(n)
-    t = V.target_bits("x1|x2", n)
-    S = np.array([0, 2, 5, 8, 11, 15])
-    y = torch.from_numpy(t[S])
-    big = V.train_to_fit(X[S], y, X, 8, [16, 16], 1.0, 0.1, "relu", optimizer, lr, None, 500,
-                         seed=3, chunk=4)
-    small = V.train_to_fit(X[S], y, X, 4, [16, 16], 1.0, 0.1, "relu", optimizer, lr, None, 500,
-                           seed=3, chunk=4)
-    assert big.fitted.all()
-    assert V.consistent_mask(big.codes, t, S, 2 ** n).all()
-    # the first chunk trains identically whether or not other networks share the batch
-    assert np.array_equal(big.codes[:4], small.codes)
-    assert np.array_equal(big.steps[:4], small.steps)
-    # step 0 = the network already fitted at initialisation, as in the sampler
-    init = V.sample_functions(n, [16, 16], 4, 1.0, 0.1, "relu", seed=3, chunk=4,
-                              keep_samples=True)[1]
-    at_init = V.consistent_mask(init, t, S, 2 ** n)
-    assert np.array_equal(small.steps[:4] == 0, at_init)
-
-
-def test_guess_and_check_accepts_only_fitting_networks():
-    rng = np.random.default_rng(0)
-    x = torch.tensor(rng.random((40, 6)), dtype=torch.float32)
-    y = x[:, 0] > 0.5
-    g = V.guess_and_check(x[:3], y[:3], x[3:], y[3:], [8], 10, 20000, seed=1, chunk=2000)
-    assert g.accepted >= 10 and g.draws % 2000 == 0
-    out = V.forward_block(g.params, x[:3].T.contiguous(), 6, [8])
-    assert ((out > 0) == y[:3]).all()
-    assert g.test_acc.shape == (g.accepted,)
+def test_pm1_encoding_feeds_the_same_networks_the_signed_cube():
+    n, hidden = 4, [6, 5]
+    x = V.cube(n, encoding="pm1")
+    assert set(x.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(x, V.cube(n) * 2 - 1)
+    fc, codes = V.sample_functions(n, hidden, 50, 1.0, 0.1, "tanh", seed=2, chunk=25,
+                                   keep_samples=True, encoding="pm1")
+    ch = V.sample_chunk(n, hidden, 25, 1.0, 0.1, "tanh", seed=2, chunk_index=1, encoding="pm1")
+    assert np.array_equal(ch.codes.numpy(), codes[25:])
+    ref = V.forward_per_network(ch.params, x, n, hidden, "tanh")
+    assert torch.equal(V.pack_bits(ref > 0), ch.codes)
+    # odd network (tanh, no biases) on the signed cube: f(-x) = -f(x), so no constant function
+    odd = V.sample_functions(n, hidden, 200, 1.0, 0.0, "tanh", seed=3, keep_samples=True,
+                             encoding="pm1")[1]
+    bits = V.unpack_bits(odd, 2 ** n)
+    assert np.array_equal(bits, ~bits[:, ::-1])
+    with pytest.raises(ValueError, match="encoding"):
+        V.sample_functions(n, hidden, 10, encoding="pm")
