@@ -171,3 +171,17 @@ def test_bad_scheduler_and_chunks_are_named():
 def test_cuda_asked_without_cuda_fails_clearly():
     with pytest.raises(RuntimeError, match=r"device='cuda' was asked for.*cuda.is_available"):
         sample_functions(n_samples=10, device="cuda")
+
+
+def test_run_json_records_where_the_chunked_loops_ran(tmp_path):
+    from countingargs.notebook import Run
+
+    run = Run(tmp_path / "res", tmp_path / "fig", profile="quick", notebook="00_x", params={})
+    sample_functions(n_inputs=3, hidden=[4], n_samples=300, chunk=100, workers=2, scheduler="")
+    run.finish()
+    import json
+
+    info = json.loads((tmp_path / "res" / "run.json").read_text())
+    assert info["device"] == "cpu" and info["cuda_device"] is None
+    (row,) = info["chunked"]
+    assert row["scheduler"] == "inprocess" and row["chunks"] == 3 and row["threads_per_worker"] == 2
