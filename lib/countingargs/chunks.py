@@ -94,8 +94,33 @@ def chunk_key(fn: Callable, chunk: Mapping[str, Any], salt: str = "") -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Undo, in a Dask worker process, what Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``
+    does to glibc: setting it also fixes the mmap threshold, so every freed ~1 MB activation
+    block goes back to the system and the next one page-faults afresh (the sampler ran 2.5x
+    slower). Sets generous trim and mmap thresholds once per process (Linux glibc only)."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if not sys.platform.startswith("linux") or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD (glibc's maximum on 64-bit)
+    except (OSError, AttributeError):
+        pass
+
+
 def _call(fn: Callable, chunk: dict, threads: int | None):
     """One chunk on a Dask worker: ``threads`` torch threads (None: leave them)."""
+    _tune_malloc()
     if threads is not None:
         import torch
 

@@ -398,18 +398,20 @@ def ones_matched(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: int,
                  sigma_w: float, sigma_b: float, activation: str, seeds: Sequence[int],
-                 lz_sample: int, uniform: bool = False, encoding: str = "01") -> PriorSample:
+                 lz_sample: int, uniform: bool = False, encoding: str = "01",
+                 scheduler: str | None = None, device: str = "cpu") -> PriorSample:
     """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``, inputs
     encoded as ``encoding``), count their functions, and measure the LZ complexity of the first
     ``lz_sample`` networks' functions, of the same functions with their bits shuffled (a random
     function with as many ones) and, with ``uniform``, of as many uniformly random functions.
-    The complexities of all seeds and sources are computed in one batched call."""
+    The complexities of all seeds and sources are computed in one batched call. ``scheduler``
+    and ``device``: where the sampler runs (:func:`sample_functions`; CUDA draws other streams)."""
     L = 2 ** n_inputs
     parts, rows, sources = [], [], []
     for s in progress(list(seeds), desc=f"prior ({setting})"):
         fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
                                     seed=seed_int("prior", setting, s), keep_samples=True,
-                                    encoding=encoding)
+                                    encoding=encoding, scheduler=scheduler, device=device)
         parts.append(fc)
         bits = unpack_bits(samp[:lz_sample], L)
         del samp
@@ -590,7 +592,8 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                   optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
                   seeds: Sequence[int], setting: str = "main", activation: str = "relu",
                   encoding: str = "01", long_loss: float = 0.01, null_reps: int = 200,
-                  k_lit: int = 5, scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
+                  k_lit: int = 5, scatter_seed: int = 0,
+                  scheduler: str | None = None) -> dict[str, pd.DataFrame]:
     """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
     per seed (fresh prior sample in two halves, fresh training set), target and optimiser, for
     one prior ``setting`` (activation, input encoding, sigma_w).
@@ -603,14 +606,15 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
     step counts, and how much each run's final function on the held-out inputs still agrees
     with its initial one, against another run's initial one), ``volume_vs_sgd_scatter`` (the
     functions compared in seed ``scatter_seed``) and ``offset_error`` (distribution of the
-    off-S error per cell and source: each optimiser and ``volume``)."""
+    off-S error per cell and source: each optimiser and ``volume``). ``scheduler``: where the
+    prior halves are sampled (:func:`sample_functions`; the same counts anywhere on CPU)."""
     L = 2 ** n_inputs
     X = cube(n_inputs, encoding=encoding)
     rows, scatter, errs = [], [], []
     for s in progress(list(seeds), desc=f"volume vs SGD ({setting})"):
         half_a, half_b = (sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
                                            activation, seed=seed_int("vs-prior", setting, s, h),
-                                           encoding=encoding) for h in "ab")
+                                           encoding=encoding, scheduler=scheduler) for h in "ab")
         both = FunctionCounts.merge([half_a, half_b])
         for tname in targets:
             tb = target_bits(tname, n_inputs)
