@@ -68,6 +68,19 @@ def test_sampler_on_local_cluster_1_and_2_workers_matches_in_process(workers_env
     assert {("local:1", 1), ("local:2", 2)} <= rows
 
 
+def test_llama_sampling_on_local_cluster_matches_in_process(workers_env):
+    """Chapter 03's sampling loop: the same analysed networks and function counts."""
+    from countingargs.chapters.ch03_llama import experiment as L
+
+    fam = L.feature_family(7, n_random=8, seed=0)
+    kw = dict(sigma_w=1.0, sigma_b=0.1, max_analysed=30, chunk=256)
+    ref = L.sample_llamas(1000, 3, fam, **kw)
+    got = L.sample_llamas(1000, 3, fam, **kw, scheduler="local:2")
+    assert ref.to_csv() == got.to_csv()
+    assert list(ref.attrs["f_counts"].items()) == list(got.attrs["f_counts"].items())
+    assert (ref["group"] == "constant").sum() == 30  # the cap binds across chunks
+
+
 def test_failing_chunk_is_retried_then_reported_on_the_cluster(workers_env, tmp_path):
     import chunk_fns
 
