@@ -198,3 +198,12 @@ def test_run_json_records_where_the_chunked_loops_ran(tmp_path):
     assert info["device"] == "cpu" and info["cuda_device"] is None
     (row,) = info["chunked"]
     assert row["scheduler"] == "inprocess" and row["chunks"] == 3 and row["threads_per_worker"] == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+def test_chapter_02_trainer_asked_for_cuda_without_cuda_fails_clearly():
+    from countingargs.chapters.ch02_volume import experiment as V
+
+    x = V.cube(3)
+    with pytest.raises(RuntimeError, match=r"device='cuda' was asked for"):
+        V.train_to_fit(x[:4], torch.ones(4, dtype=torch.bool), x, 8, [4], device="cuda")
