@@ -421,8 +421,8 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
     drawn are the same.
 
     Where it runs (:func:`countingargs.chunks.map_chunks`): the chunks are grouped into tasks of
-    ``per_task`` networks (a multiple of ``chunk``; default one chunk in process, 64 chunks on
-    Dask), each counted where it runs, then merged. ``scheduler`` ``""`` (the default, unless
+    ``per_task`` networks (a multiple of ``chunk``; default one chunk in process, on Dask about
+    four tasks per worker thread and at most 64 chunks), each counted where it runs, then merged. ``scheduler`` ``""`` (the default, unless
     the environment variable ``COUNTINGARGS_SCHEDULER`` says otherwise) runs them in this
     process on ``workers`` threads (default: torch's thread count, 1 on CUDA) of one torch
     thread each; ``"local"``, ``"local:N"``, ``"tcp://HOST:PORT"`` or a scheduler file runs them
@@ -433,7 +433,7 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
     Returns :class:`FunctionCounts` (its ``timing`` holds the stages and, under ``"run"``, where
     it ran); with ``keep_samples=True`` also the per-network codes ``(n_samples, W)`` in
     sampling order."""
-    from ..chunks import default_scheduler, map_chunks, parse_scheduler
+    from ..chunks import default_scheduler, get_client, map_chunks, parse_scheduler
 
     hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
     if encoding not in ENCODINGS:
@@ -448,11 +448,14 @@ def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
         check_device(device)
     if dev.type == "cuda":
         workers, block = 1, chunk
-    if per_task is None:
-        per_task = chunk if kind == "inprocess" else 64 * chunk
+    n_chunks = (n_samples + chunk - 1) // chunk
+    if per_task is None and kind == "inprocess":
+        per_task = chunk
+    elif per_task is None:  # about 4 tasks per worker thread, at most 64 chunks per task
+        slots = max(sum(get_client(scheduler).nthreads().values()), 1)
+        per_task = chunk * min(max(n_chunks // (4 * slots), 1), 64)
     if per_task < chunk or per_task % chunk:
         raise ValueError(f"per_task must be a positive multiple of chunk={chunk}, got {per_task}")
-    n_chunks = (n_samples + chunk - 1) // chunk
     step = per_task // chunk
     tasks = [dict(seed=seed, chunk=t, first=c, stop=min(c + step, n_chunks), size=chunk,
                   n_samples=n_samples, n_inputs=int(n_inputs), hidden=hidden,
