@@ -47,9 +47,9 @@ def _same(a, b):
 def test_sampler_on_local_cluster_1_and_2_workers_matches_in_process(workers_env):
     kw = dict(n_inputs=5, hidden=[16, 16], n_samples=9000, chunk=500, sigma_b=0.1,
               keep_samples=True, seed=11)
-    ref = sample_functions(**kw, workers=1)
+    ref = sample_functions(**kw, workers=1, scheduler="")
     assert ref[0].timing["run"]["kind"] == "inprocess"
-    _same(ref, sample_functions(**kw, workers=2, per_task=1500))
+    _same(ref, sample_functions(**kw, workers=2, per_task=1500, scheduler=""))
     for sched, per_task in (("local:1", None), ("local:2", 1000), ("local:2", 3500)):
         got = sample_functions(**kw, scheduler=sched, per_task=per_task)
         _same(ref, got)

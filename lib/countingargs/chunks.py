@@ -75,7 +75,10 @@ def default_checkpoint() -> str | None:
 def _salt_of_module(module: str) -> str:
     from .build.deps import closure
 
-    h = hashlib.sha256()
+    import numpy
+    import torch
+
+    h = hashlib.sha256(f"torch {torch.__version__} numpy {numpy.__version__}".encode())
     for p in closure([f"import {module}"]):
         h.update(p.name.encode())
         h.update(p.read_bytes())
@@ -83,8 +86,8 @@ def _salt_of_module(module: str) -> str:
 
 
 def _source_salt(fn: Callable) -> str:
-    """Hash of the library files the chunk function's module imports (a code change
-    invalidates the checkpoints; read once per process)."""
+    """Hash of the library files the chunk function's module imports and of the torch and
+    numpy versions (a change invalidates the checkpoints; read once per process)."""
     return _salt_of_module(fn.__module__)
 
 
