@@ -23,9 +23,9 @@ process (a notebook calls the sampler many times); :func:`close_clients` ends th
 
 Checkpoints: with ``checkpoint=DIR`` (``None`` reads ``COUNTINGARGS_CHECKPOINT``) each finished
 chunk's result is written to ``DIR/<name>/<key>.pkl`` (atomically) under a key made of the
-function, its arguments and the library source it imports; a killed run started again loads the
-finished chunks and computes only the rest. A failing chunk is retried ``retries`` times, then
-reported by chunk index and seed (:class:`ChunkError`).
+function, its arguments, the library source it imports and the torch and numpy versions; a killed
+run started again loads the finished chunks and computes only the rest. A failing chunk is retried
+``retries`` times, then reported by chunk index and seed (:class:`ChunkError`).
 
 CUDA: the chunk function receives ``device`` among its arguments when the caller passes it (the
 device is then recorded in ``info``); GPU random streams differ from CPU ones, so the caller
