@@ -7,30 +7,43 @@ into *chunks*: each chunk is one call ``fn(**chunk)`` of a top-level function, w
 are the same whatever runs them: in this process, a :class:`distributed.LocalCluster` with one
 or many workers, or an existing cluster.
 
-``scheduler`` (a notebook parameter, recorded in the provenance):
+``scheduler`` (a parameter of the heavy functions; ``None`` reads the environment variable
+``COUNTINGARGS_SCHEDULER``, empty by default; recorded in the provenance):
 
-- ``""``            in process, one chunk after another (the default for quick and standard)
-- ``"local"``       a LocalCluster on this machine, one single-threaded worker per core
+- ``""``            in process (one chunk after another, or ``workers`` threads)
+- ``"local"``       a LocalCluster on this machine (loopback only), one single-threaded worker
+                    process per core
 - ``"local:N"``     a LocalCluster with N workers
 - ``"tcp://H:P"``   an existing scheduler (e.g. started by ``dask scheduler`` on a cluster, or
                     by ``dask-jobqueue`` on SLURM / PBS)
 - ``"FILE.json"``   an existing scheduler, by its scheduler file
 
-Checkpoints: with ``checkpoint=DIR`` each finished chunk's result is written to
-``DIR/<name>/<key>.pkl`` (atomically) under a key made of the function, its arguments and the
-library source it imports; a killed run started again loads the finished chunks and runs the
-rest. A failing chunk is retried ``retries`` times, then reported by chunk index and seed.
-CUDA: the chunk function receives ``device`` among its arguments when the caller passes it;
-GPU random streams differ from CPU ones, so such results are kept apart by the caller.
+A LocalCluster or client is started once per scheduler string and kept for the rest of the
+process (a notebook calls the sampler many times); :func:`close_clients` ends them.
+
+Checkpoints: with ``checkpoint=DIR`` (``None`` reads ``COUNTINGARGS_CHECKPOINT``) each finished
+chunk's result is written to ``DIR/<name>/<key>.pkl`` (atomically) under a key made of the
+function, its arguments, the library source it imports and the torch and numpy versions; a killed
+run started again loads the finished chunks and computes only the rest. A failing chunk is retried
+``retries`` times, then reported by chunk index and seed (:class:`ChunkError`).
+
+CUDA: the chunk function receives ``device`` among its arguments when the caller passes it (the
+device is then recorded in ``info``); GPU random streams differ from CPU ones, so the caller
+keeps such results apart.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import json
+import logging
 import os
 import pickle
 import sys
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed as _threads_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -42,23 +55,40 @@ class ChunkError(RuntimeError):
 
 @dataclass
 class ChunkRun:
-    """``results``: one per chunk, in chunk order. ``info``: where it ran (scheduler, workers,
-    threads per worker), how many chunks were computed and how many loaded from checkpoints."""
+    """``results``: one per chunk, in chunk order. ``info``: where it ran (scheduler, kind,
+    workers, threads per worker, device), how many chunks were computed and how many loaded
+    from checkpoints."""
 
     results: list
     info: dict = field(default_factory=dict)
 
 
-def _source_salt(fn: Callable) -> str:
-    """Hash of the library files the chunk function's module imports (a code change
-    invalidates the checkpoints)."""
+def default_scheduler() -> str:
+    return os.environ.get("COUNTINGARGS_SCHEDULER", "").strip()
+
+
+def default_checkpoint() -> str | None:
+    return os.environ.get("COUNTINGARGS_CHECKPOINT", "").strip() or None
+
+
+@functools.lru_cache(maxsize=None)
+def _salt_of_module(module: str) -> str:
     from .build.deps import closure
 
-    h = hashlib.sha256()
-    for p in closure([f"import {fn.__module__}"]):
+    import numpy
+    import torch
+
+    h = hashlib.sha256(f"torch {torch.__version__} numpy {numpy.__version__}".encode())
+    for p in closure([f"import {module}"]):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _source_salt(fn: Callable) -> str:
+    """Hash of the library files the chunk function's module imports and of the torch and
+    numpy versions (a change invalidates the checkpoints; read once per process)."""
+    return _salt_of_module(fn.__module__)
 
 
 def chunk_key(fn: Callable, chunk: Mapping[str, Any], salt: str = "") -> str:
@@ -67,11 +97,56 @@ def chunk_key(fn: Callable, chunk: Mapping[str, Any], salt: str = "") -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def _call(fn: Callable, chunk: dict, threads: int):
-    import torch
+_MALLOC_TUNED = False
 
-    torch.set_num_threads(threads)
+
+def _tune_malloc() -> None:
+    """Undo, in a Dask worker process, what Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``
+    does to glibc: setting it also fixes the mmap threshold, so every freed ~1 MB activation
+    block goes back to the system and the next one page-faults afresh (the sampler ran 2.5x
+    slower). Sets generous trim and mmap thresholds once per process (Linux glibc only)."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if not sys.platform.startswith("linux") or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD (glibc's maximum on 64-bit)
+    except (OSError, AttributeError):
+        pass
+
+
+def _call(fn: Callable, chunk: dict, threads: int | None):
+    """One chunk on a Dask worker: ``threads`` torch threads (None: leave them)."""
+    _tune_malloc()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     return fn(**chunk)
+
+
+class _torch_threads:
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.old)
+        return False
 
 
 def _save(path: Path, value: Any) -> None:
@@ -82,22 +157,32 @@ def _save(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-class _Progress:
-    def __init__(self, name: str, total: int, stream=None, every: float = 2.0):
-        self.name, self.total, self.done = name, total, 0
-        self.stream = stream if stream is not None else sys.__stderr__
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.every = every
+PROGRESS_EVERY = 2.0  # seconds between progress lines
 
-    def step(self, n: int = 1, force: bool = False) -> None:
-        self.done += n
+
+class _Progress:
+    """``[name] chunks done/total, rate/s, ETA`` on ``stream`` (default: the process's real
+    stderr, so notebook outputs stay the same), at most every ``every`` seconds and only for runs
+    longer than that; the rate counts computed chunks only (not those loaded from checkpoints)."""
+
+    def __init__(self, name: str, total: int, loaded: int, stream=None, every: float | None = None):
+        self.name, self.total, self.done, self.computed = name, total, loaded, 0
+        self.stream = stream if stream is not None else sys.__stderr__
+        self.t0 = self.last = time.perf_counter()
+        self.every, self.printed = PROGRESS_EVERY if every is None else every, False
+
+    def step(self) -> None:
+        self.done += 1
+        self.computed += 1
         now = time.perf_counter()
-        if self.stream is None or not (force or now - self.last >= self.every or self.done == self.total):
+        if self.stream is None:
             return
-        self.last = now
+        end = self.done == self.total
+        if not (now - self.last >= self.every or (end and self.printed)):
+            return
+        self.last, self.printed = now, True
         el = now - self.t0
-        rate = self.done / el if el > 0 else 0.0
+        rate = self.computed / el if el > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         print(f"[{self.name}] chunks {self.done}/{self.total}, {rate:.2f}/s, ETA {eta:.0f}s",
               file=self.stream, flush=True)
@@ -105,12 +190,14 @@ class _Progress:
 
 def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
     """``(kind, n_workers)`` with kind in ``inprocess``, ``local``, ``address``, ``file``."""
-    s = (scheduler or "").strip()
+    if not isinstance(scheduler, str):
+        raise ValueError(f"scheduler must be a string, got {scheduler!r}")
+    s = scheduler.strip()
     if s in ("", "none", "inprocess"):
         return "inprocess", None
     if s == "local" or s.startswith("local:"):
         n = s.split(":", 1)[1] if ":" in s else ""
-        if n and (not n.isdigit() or int(n) < 1):
+        if ":" in s and (not n.isdigit() or int(n) < 1):
             raise ValueError(f"scheduler {scheduler!r}: 'local:N' needs a worker count N >= 1")
         return "local", int(n) if n else None
     if s.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
@@ -123,20 +210,116 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
                      "'tcp://HOST:PORT' or a scheduler file ending in .json")
 
 
+# -- clients, kept per scheduler string for the life of the process ---------------------------
+_CLIENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _local_cluster(n_workers: int | None):
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers or os.cpu_count(), threads_per_worker=1,
+                        processes=True, host="127.0.0.1", dashboard_address=None,
+                        # the scheduler's HTTP routes (health, metrics) on a free loopback
+                        # port, not on 8787 of every interface
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR)
+
+
+def get_client(scheduler: str):
+    """The Dask client for ``scheduler`` (not in-process), started on first use and kept."""
+    kind, n_workers = parse_scheduler(scheduler)
+    if kind == "inprocess":
+        raise ValueError("get_client: the in-process scheduler has no client")
+    key = scheduler.strip()
+    if key in _CLIENTS:
+        client = _CLIENTS[key][0]
+        if client.status == "running":
+            return client
+        close_clients(key)
+    from distributed import Client
+
+    cluster = None
+    if kind == "local":
+        import dask
+
+        # Dask's default MALLOC_TRIM_THRESHOLD_ for workers also fixes glibc's mmap threshold,
+        # so every ~1 MB activation block becomes an mmap with fresh page faults (measured: the
+        # sampler ran about 2x slower on a worker); torch's own caching makes the trim moot here
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = _local_cluster(n_workers)
+        client = Client(cluster)
+    elif kind == "file":
+        client = Client(scheduler_file=key)
+    else:
+        client = Client(key)
+    _CLIENTS[key] = (client, cluster)
+    return client
+
+
+def close_clients(scheduler: str | None = None) -> None:
+    """Close the kept client of ``scheduler`` (all if None) and any LocalCluster it started."""
+    for key in [scheduler.strip()] if scheduler is not None else list(_CLIENTS):
+        client, cluster = _CLIENTS.pop(key, (None, None))
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.ERROR)  # a LocalCluster logs every step of its shutdown
+        try:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            log.setLevel(level)
+
+
+atexit.register(close_clients)
+
+
+# -- what ran where, for the provenance ---------------------------------------------------------
+_HISTORY: list[dict] = []
+
+
+def reset_history() -> None:
+    _HISTORY.clear()
+
+
+def history() -> list[dict]:
+    """One row per (name, scheduler, kind, workers, threads, device) of the map_chunks calls of
+    this process since :func:`reset_history`: calls, chunks, computed, from_checkpoint."""
+    keys = ("name", "scheduler", "kind", "workers", "threads_per_worker", "torch_threads", "device")
+    out: dict[tuple, dict] = {}
+    for h in _HISTORY:
+        k = tuple(h.get(x) for x in keys)
+        row = out.setdefault(k, dict(zip(keys, k), calls=0, chunks=0, computed=0, from_checkpoint=0))
+        row["calls"] += 1
+        for x in ("chunks", "computed", "from_checkpoint"):
+            row[x] += h[x]
+    return list(out.values())
+
+
 def map_chunks(fn: Callable, chunks: Sequence[Mapping[str, Any]], *, name: str,
-               scheduler: str = "", threads: int = 1, checkpoint: str | os.PathLike | None = None,
-               retries: int = 1, stream=None) -> ChunkRun:
+               scheduler: str | None = None, threads: int | None = 1, workers: int = 1,
+               checkpoint: str | os.PathLike | None = None, retries: int = 1,
+               stream=None) -> ChunkRun:
     """Run ``fn(**chunk)`` for every chunk and return the results in chunk order.
 
     Every chunk must hold ``seed`` and ``chunk`` (its index), used in error reports and, by
     ``fn``, to derive its random streams. ``fn`` must be a top-level function of an importable
-    module (it is pickled to the workers). ``threads``: torch threads per chunk call.
+    module (it is pickled by reference to the workers). ``threads``: torch threads per chunk call
+    (None: unchanged). ``workers``: threads running chunks at once *in process* (a cluster's
+    workers are its own). ``scheduler`` and ``checkpoint``: see the module docstring.
     """
+    if scheduler is None:
+        scheduler = default_scheduler()
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+    if retries < 0 or workers < 1:
+        raise ValueError(f"need retries >= 0 and workers >= 1, got {retries}, {workers}")
     chunks = [dict(c) for c in chunks]
     for i, c in enumerate(chunks):
         if "seed" not in c or "chunk" not in c:
             raise ValueError(f"chunk {i} of {name} needs 'seed' and 'chunk' keys, got {sorted(c)}")
-    kind, n_workers = parse_scheduler(scheduler)
+    kind, _ = parse_scheduler(scheduler)
     salt = _source_salt(fn) if checkpoint else ""
     folder = Path(checkpoint) / name if checkpoint else None
     keys = [chunk_key(fn, c, salt) for c in chunks]
@@ -150,10 +333,11 @@ def map_chunks(fn: Callable, chunks: Sequence[Mapping[str, Any]], *, name: str,
         else:
             todo.append(i)
     loaded = len(chunks) - len(todo)
-    prog = _Progress(name, len(chunks), stream)
-    prog.done = loaded
-    info = {"scheduler": scheduler or "inprocess", "kind": kind, "chunks": len(chunks),
-            "computed": len(todo), "from_checkpoint": loaded, "threads_per_worker": threads}
+    prog = _Progress(name, len(chunks), loaded, stream)
+    devices = sorted({str(c["device"]) for c in chunks if "device" in c})
+    info = {"name": name, "scheduler": scheduler or "inprocess", "kind": kind,
+            "chunks": len(chunks), "computed": len(todo), "from_checkpoint": loaded,
+            "torch_threads": threads, "device": ",".join(devices) or "cpu"}
 
     def failed(i: int, exc: BaseException) -> ChunkError:
         c = chunks[i]
@@ -161,50 +345,60 @@ def map_chunks(fn: Callable, chunks: Sequence[Mapping[str, Any]], *, name: str,
                           f"{retries} retr{'y' if retries == 1 else 'ies'}: "
                           f"{type(exc).__name__}: {exc}")
 
+    def done(i: int, value: Any) -> None:
+        results[i] = value
+        if folder is not None:
+            _save(folder / f"{keys[i]}.pkl", value)
+        prog.step()
+
     if kind == "inprocess":
-        info["workers"] = 1
-        for i in todo:
-            for attempt in range(retries + 1):
+        info.update(workers=1, threads_per_worker=workers)
+
+        def attempt(i: int):
+            for a in range(retries + 1):
                 try:
-                    results[i] = _call(fn, chunks[i], threads)
-                    break
+                    return fn(**chunks[i])
                 except Exception as exc:  # noqa: BLE001 - reported with the chunk's identity
-                    if attempt == retries:
+                    if a == retries:
                         raise failed(i, exc) from exc
-            if folder is not None:
-                _save(folder / f"{keys[i]}.pkl", results[i])
-            prog.step()
+
+        with _torch_threads(threads):
+            if workers == 1 or len(todo) <= 1:
+                for i in todo:
+                    done(i, attempt(i))
+            else:
+                with ThreadPoolExecutor(min(workers, len(todo))) as ex:
+                    futs = {ex.submit(attempt, i): i for i in todo}
+                    try:
+                        for f in _threads_completed(futs):
+                            done(futs[f], f.result())
+                    except BaseException:
+                        for f in futs:
+                            f.cancel()
+                        raise
+        _HISTORY.append(info)
         return ChunkRun(results, info)
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if kind == "local":
-        cluster = LocalCluster(n_workers=n_workers or os.cpu_count(), threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=None,
-                               silence_logs=40)
-        client = Client(cluster)
-    elif kind == "file":
-        client = Client(scheduler_file=scheduler)
-    else:
-        client = Client(scheduler)
+    client = get_client(scheduler)
+    token = uuid.uuid4().hex[:8]  # a fresh key per call: a kept client never reuses a cancelled one
+    futures = {client.submit(_call, fn, chunks[i], threads, key=f"{name}-{i}-{keys[i][:12]}-{token}",
+                             retries=retries, pure=False): i for i in todo}
     try:
-        info["workers"] = len(client.scheduler_info().get("workers", {}))
-        futures = {client.submit(_call, fn, chunks[i], threads, key=f"{name}-{keys[i]}",
-                                 retries=retries, pure=False): i for i in todo}
         for fut in as_completed(futures):
             i = futures[fut]
             try:
-                results[i] = fut.result()
+                value = fut.result()
             except Exception as exc:  # noqa: BLE001
-                for other in futures:
-                    other.cancel()
                 raise failed(i, exc) from exc
-            if folder is not None:
-                _save(folder / f"{keys[i]}.pkl", results[i])
-            prog.step()
+            done(i, value)
+            fut.release()
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for fut in futures:
+            fut.cancel()
+    nthreads = client.nthreads()
+    info.update(workers=len(nthreads),
+                threads_per_worker=max(nthreads.values()) if nthreads else None)
+    _HISTORY.append(info)
     return ChunkRun(results, info)

@@ -100,6 +100,9 @@ class Run:
         self.tables: dict[str, pd.DataFrame] = {}
         self.figures: list[str] = []
         self.figure_sources: dict[str, dict] = {}
+        from . import chunks
+
+        chunks.reset_history()  # run.json lists this notebook's chunked loops only
         if params is None:
             pfile = self.results_dir / "parameters.json"
             params = json.loads(pfile.read_text()) if pfile.exists() else None
@@ -199,6 +202,12 @@ class Run:
         The runner merges it into the provenance file."""
         import torch
 
+        from . import chunks
+
+        chunked = chunks.history()
+        # the device the computation used (CPU unless a chunked loop ran on CUDA or the notebook
+        # says otherwise with finish(device=...)); CUDA results draw other random streams
+        device = ",".join(sorted({d for h in chunked for d in h["device"].split(",")})) or "cpu"
         info = {
             "notebook": self.notebook,
             "profile": self.profile,
@@ -208,8 +217,10 @@ class Run:
             "glue_keys": sorted(self.glued),
             "volatile_keys": sorted(self.volatile),
             "torch_threads": torch.get_num_threads(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            # where the heavy loops ran (countingargs.chunks): scheduler, workers, threads, device
+            "chunked": chunked,
+            "device": device,
+            "cuda_device": torch.cuda.get_device_name(0) if "cuda" in device else None,
             "machine": platform.machine(),
         }
         info.update({k: plain(v) if not isinstance(v, (list, tuple, dict)) else v

@@ -368,6 +368,7 @@ def _stage(ctx: _Context, task: Task, seconds: float) -> tuple[list[tuple[Path, 
         "device": run_info.get("device"),
         "cuda_device": run_info.get("cuda_device"),
         "torch_threads": run_info.get("torch_threads"),
+        "chunked": run_info.get("chunked"),  # scheduler, workers, threads, device of heavy loops
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python_executable": sys.executable,

@@ -53,8 +53,8 @@ activations to functions with :func:`sample_chunk`.
 from __future__ import annotations
 
 import math
+import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -347,12 +347,23 @@ def sample_chunk(n_inputs: int, hidden: Sequence[int], n_nets: int, sigma_w: flo
     same ``seed`` and ``chunk = n_nets``, so statistics of hidden units can be joined to the
     functions. Returns a :class:`Chunk`."""
     hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
+    check_device(device)
     g = chunk_generator(seed, chunk_index, device)
     buf = draw_params(n_nets, n_inputs, hidden, sigma_w, sigma_b, g, device)
     x_t = cube(n_inputs, device=device, encoding=encoding).T.contiguous()
     out, hid = forward_block(buf, x_t, n_inputs, hidden, activation, return_hidden=True)
     codes = pack_bits(out > 0)
     return Chunk(buf, out, codes, [h.transpose(1, 2) for h in hid])
+
+
+def check_device(device) -> torch.device:
+    """``torch.device(device)``; a clear error when CUDA is asked for and not available."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={str(device)!r} was asked for, but torch.cuda.is_available() "
+                           f"is False on {platform.node()} (torch {torch.__version__}); use "
+                           "device='cpu' or run on a machine (or Dask worker) with a CUDA GPU")
+    return dev
 
 
 def _chunk_codes(args):
@@ -376,51 +387,99 @@ def _chunk_codes(args):
     return codes, {"random": t1 - t0, "forward": t_fwd, "encode": t_pack}
 
 
+def sample_task(*, seed: int, chunk: int, first: int, stop: int, size: int, n_samples: int,
+                n_inputs: int, hidden: list, sigma_w: float, sigma_b: float, activation: str,
+                block: int, device: str, encoding: str, keep_samples: bool):
+    """One task of :func:`sample_functions` (a unit of :func:`countingargs.chunks.map_chunks`,
+    numbered ``chunk``): sampler chunks ``first .. stop-1`` of ``size`` networks (the last chunk of
+    the run holds the rest of ``n_samples``), each with its own generator ``(seed, c)``. Returns
+    the distinct functions and their counts, the per-network codes if ``keep_samples`` (else
+    None) and the time per stage. How chunks are grouped into tasks never changes the counts."""
+    check_device(device)
+    parts = [_chunk_codes((n_inputs, hidden, min(size, n_samples - c * size), sigma_w, sigma_b,
+                           activation, seed, c, block, device, "gaussian", encoding))
+             for c in range(first, stop)]
+    codes = np.concatenate([p[0] for p in parts])
+    distinct, counts = count_rows(codes)
+    timing = {k: sum(p[1][k] for p in parts) for k in ("random", "forward", "encode")}
+    return distinct, counts, (codes if keep_samples else None), timing
+
+
 def sample_functions(n_inputs: int = 7, hidden: Sequence[int] = (40, 40),
                      n_samples: int = 100_000, sigma_w: float = 1.0, sigma_b: float = 0.0,
                      activation: str = "relu", seed: int = 0, chunk: int = 2048,
                      device: str = "cpu", workers: int | None = None, block: int = 64,
-                     keep_samples: bool = False, encoding: str = "01"):
+                     keep_samples: bool = False, encoding: str = "01",
+                     scheduler: str | None = None, per_task: int | None = None,
+                     checkpoint: str | None = None):
     """Sample ``n_samples`` random networks and count the functions they compute.
 
     Networks are drawn in chunks of ``chunk`` (the last one may be smaller); chunk ``c`` uses
     :func:`chunk_generator` ``(seed, c)``, so the counts are a function of the arguments only
-    (not of ``workers``, ``block`` or the number of torch threads). ``workers`` threads (default:
-    torch's thread count, 1 on CUDA) each run one torch thread. ``encoding`` (``"01"`` or
-    ``"pm1"``, see :func:`cube`) changes the inputs only: the networks drawn are the same.
+    (not of ``workers``, ``block``, ``scheduler``, ``per_task`` or the number of torch threads).
+    ``encoding`` (``"01"`` or ``"pm1"``, see :func:`cube`) changes the inputs only: the networks
+    drawn are the same.
 
-    Returns :class:`FunctionCounts`; with ``keep_samples=True`` also the per-network codes
-    ``(n_samples, W)`` in sampling order."""
+    Where it runs (:func:`countingargs.chunks.map_chunks`): the chunks are grouped into tasks of
+    ``per_task`` networks (a multiple of ``chunk``; default one chunk in process, on Dask about
+    four tasks per worker thread and at most 64 chunks), each counted where it runs, then merged. ``scheduler`` ``""`` (the default, unless
+    the environment variable ``COUNTINGARGS_SCHEDULER`` says otherwise) runs them in this
+    process on ``workers`` threads (default: torch's thread count, 1 on CUDA) of one torch
+    thread each; ``"local"``, ``"local:N"``, ``"tcp://HOST:PORT"`` or a scheduler file runs them
+    on Dask distributed. ``checkpoint``: a folder where finished tasks are kept (a killed run
+    resumes). ``device="cuda"`` draws other random numbers than the CPU: same format, other
+    counts (keep such results apart); it fails clearly where CUDA is missing.
+
+    Returns :class:`FunctionCounts` (its ``timing`` holds the stages and, under ``"run"``, where
+    it ran); with ``keep_samples=True`` also the per-network codes ``(n_samples, W)`` in
+    sampling order."""
+    from ..chunks import default_scheduler, get_client, map_chunks, parse_scheduler
+
     hidden = check_architecture(n_inputs, hidden, sigma_w, sigma_b, activation)
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     if n_samples < 1 or chunk < 1 or block < 1:
         raise ValueError(f"n_samples, chunk and block must be >= 1, got {n_samples}, {chunk}, {block}")
+    if scheduler is None:
+        scheduler = default_scheduler()
+    kind, _ = parse_scheduler(scheduler)
     dev = torch.device(device)
+    if kind == "inprocess":
+        check_device(device)
     if dev.type == "cuda":
         workers, block = 1, chunk
     n_chunks = (n_samples + chunk - 1) // chunk
-    jobs = [(n_inputs, hidden, min(chunk, n_samples - c * chunk), sigma_w, sigma_b, activation,
-             seed, c, block, device, "gaussian", encoding) for c in range(n_chunks)]
+    if per_task is None and kind == "inprocess":
+        per_task = chunk
+    elif per_task is None:  # about 4 tasks per worker thread, at most 64 chunks per task
+        slots = max(sum(get_client(scheduler).nthreads().values()), 1)
+        per_task = chunk * min(max(n_chunks // (4 * slots), 1), 64)
+    if per_task < chunk or per_task % chunk:
+        raise ValueError(f"per_task must be a positive multiple of chunk={chunk}, got {per_task}")
+    step = per_task // chunk
+    tasks = [dict(seed=seed, chunk=t, first=c, stop=min(c + step, n_chunks), size=chunk,
+                  n_samples=n_samples, n_inputs=int(n_inputs), hidden=hidden,
+                  sigma_w=float(sigma_w), sigma_b=float(sigma_b), activation=activation,
+                  block=block, device=str(device), encoding=encoding, keep_samples=keep_samples)
+             for t, c in enumerate(range(0, n_chunks, step))]
     t0 = time.perf_counter()
     threads_before = torch.get_num_threads()
     workers = workers or threads_before
-    results = []
-    if workers == 1:
-        with torch_threads(1 if dev.type == "cpu" else threads_before):
-            results = [_chunk_codes(j) for j in jobs]
-    else:
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as ex:
-                results = list(ex.map(_chunk_codes, jobs))
-        finally:
-            torch.set_num_threads(threads_before)
+    run = map_chunks(sample_task, tasks, name="sample_functions", scheduler=scheduler,
+                     threads=1 if dev.type == "cpu" else None, workers=workers,
+                     checkpoint=checkpoint)
     t1 = time.perf_counter()
-    all_codes = np.concatenate([r[0] for r in results])
-    codes, counts = count_rows(all_codes)
+    results = run.results
+    if len(results) == 1:
+        codes, counts = results[0][0], results[0][1]
+    else:
+        codes, counts = count_rows(np.concatenate([r[0] for r in results]),
+                                   np.concatenate([r[1] for r in results]))
     t2 = time.perf_counter()
-    timing = {k: sum(r[1][k] for r in results) / workers for k in ("random", "forward", "encode")}
-    timing.update(sample_wall=t1 - t0, count=t2 - t1, total=t2 - t0, workers=workers)
+    par = workers if kind == "inprocess" else max(run.info.get("workers") or 1, 1)
+    timing = {k: sum(r[3][k] for r in results) / par for k in ("random", "forward", "encode")}
+    timing.update(sample_wall=t1 - t0, count=t2 - t1, total=t2 - t0, workers=par, run=run.info)
     fc = FunctionCounts(codes, counts, 2 ** n_inputs, timing)
-    return (fc, all_codes) if keep_samples else fc
+    if keep_samples:
+        return fc, np.concatenate([r[2] for r in results])
+    return fc

@@ -25,6 +25,7 @@ from ...nets.mlp import forward
 from ...nets.sampler import (
     FunctionCounts,
     check_architecture,
+    check_device,
     count_rows,
     cube,
     draw_params,
@@ -254,7 +255,7 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
                  activation: str = "relu", optimizer: str = "sgd", lr: float = 0.1,
                  batch_size: int | None = None, max_steps: int = 5000, seed: int = 0,
                  init: str = "gaussian", chunk: int = 2048,
-                 loss_target: float | None = None) -> TrainResult:
+                 loss_target: float | None = None, device: str = "cpu") -> TrainResult:
     """Train ``n_nets`` networks, batched, from the prior until each one fits the training set.
 
     ``x_train (k, n)``, ``y_train (k,)`` bool labels, ``x_eval (B, n)`` (e.g. the whole cube).
@@ -265,7 +266,9 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
     (plain) or ``"adam"`` (torch.optim, applied to the batched tensors: element-wise, so each
     network gets exactly its own update). A network stops (is frozen) at the first check where
     all its training outputs have the right sign (and, with ``loss_target``, its full-batch loss
-    is at most ``loss_target``); checks happen before every step. Runs on one torch thread.
+    is at most ``loss_target``); checks happen before every step. Runs on one torch thread, or
+    on ``device="cuda"`` (the initial networks then come from the GPU's streams, as in
+    :func:`sample_functions` with that device; untested).
     """
     check_architecture(int(x_train.shape[1]), hidden, sigma_w, sigma_b, activation)
     k = x_train.shape[0]
@@ -274,7 +277,8 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
     bs = k if batch_size is None else int(batch_size)
     if not 1 <= bs <= k:
         raise ValueError(f"batch_size must be in [1, {k}], got {batch_size}")
-    xt, yt = x_train.float(), y_train.bool()
+    check_device(device)
+    xt, yt = x_train.float().to(device), y_train.bool().to(device)
     yf = yt.float()
 
     def loss_fn(ps, ids, t):
@@ -291,11 +295,12 @@ def train_to_fit(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Ten
         return done
 
     with torch_threads(1):
-        params = prior_layers(n_nets, x_train.shape[1], hidden, sigma_w, sigma_b, seed, chunk, init)
+        params = prior_layers(n_nets, x_train.shape[1], hidden, sigma_w, sigma_b, seed, chunk, init,
+                              device=device)
         tr = train_until(params, loss_fn, lr=lr, max_steps=max_steps, reached=reached,
                          optimizer=optimizer)
         with torch.no_grad():
-            out_eval = forward(_pairs(tr.params), x_eval.float(), activation)[..., 0]
+            out_eval = forward(_pairs(tr.params), x_eval.float().to(device), activation)[..., 0].cpu()
     return TrainResult(pack_bits(out_eval > 0).numpy(), tr.reached, tr.steps, out_eval)
 
 
@@ -398,18 +403,20 @@ def ones_matched(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def sample_prior(setting: str, n_inputs: int, hidden: Sequence[int], n_samples: int,
                  sigma_w: float, sigma_b: float, activation: str, seeds: Sequence[int],
-                 lz_sample: int, uniform: bool = False, encoding: str = "01") -> PriorSample:
+                 lz_sample: int, uniform: bool = False, encoding: str = "01",
+                 scheduler: str | None = None, device: str = "cpu") -> PriorSample:
     """Sample ``n_samples`` networks per seed (stream ``seed_int("prior", setting, seed)``, inputs
     encoded as ``encoding``), count their functions, and measure the LZ complexity of the first
     ``lz_sample`` networks' functions, of the same functions with their bits shuffled (a random
     function with as many ones) and, with ``uniform``, of as many uniformly random functions.
-    The complexities of all seeds and sources are computed in one batched call."""
+    The complexities of all seeds and sources are computed in one batched call. ``scheduler``
+    and ``device``: where the sampler runs (:func:`sample_functions`; CUDA draws other streams)."""
     L = 2 ** n_inputs
     parts, rows, sources = [], [], []
     for s in progress(list(seeds), desc=f"prior ({setting})"):
         fc, samp = sample_functions(n_inputs, hidden, n_samples, sigma_w, sigma_b, activation,
                                     seed=seed_int("prior", setting, s), keep_samples=True,
-                                    encoding=encoding)
+                                    encoding=encoding, scheduler=scheduler, device=device)
         parts.append(fc)
         bits = unpack_bits(samp[:lz_sample], L)
         del samp
@@ -590,7 +597,8 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                   optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
                   seeds: Sequence[int], setting: str = "main", activation: str = "relu",
                   encoding: str = "01", long_loss: float = 0.01, null_reps: int = 200,
-                  k_lit: int = 5, scatter_seed: int = 0) -> dict[str, pd.DataFrame]:
+                  k_lit: int = 5, scatter_seed: int = 0,
+                  scheduler: str | None = None, device: str = "cpu") -> dict[str, pd.DataFrame]:
     """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
     per seed (fresh prior sample in two halves, fresh training set), target and optimiser, for
     one prior ``setting`` (activation, input encoding, sigma_w).
@@ -603,14 +611,17 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
     step counts, and how much each run's final function on the held-out inputs still agrees
     with its initial one, against another run's initial one), ``volume_vs_sgd_scatter`` (the
     functions compared in seed ``scatter_seed``) and ``offset_error`` (distribution of the
-    off-S error per cell and source: each optimiser and ``volume``)."""
+    off-S error per cell and source: each optimiser and ``volume``). ``scheduler``: where the
+    prior halves are sampled (:func:`sample_functions`; the same counts anywhere on CPU);
+    ``device``: where the prior is sampled and the networks trained (CUDA: other streams)."""
     L = 2 ** n_inputs
     X = cube(n_inputs, encoding=encoding)
     rows, scatter, errs = [], [], []
     for s in progress(list(seeds), desc=f"volume vs SGD ({setting})"):
         half_a, half_b = (sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
                                            activation, seed=seed_int("vs-prior", setting, s, h),
-                                           encoding=encoding) for h in "ab")
+                                           encoding=encoding, scheduler=scheduler, device=device)
+                          for h in "ab")
         both = FunctionCounts.merge([half_a, half_b])
         for tname in targets:
             tb = target_bits(tname, n_inputs)
@@ -628,12 +639,13 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
             train_seed = seed_int("vs-train", setting, s, tname)
             init = unpack_bits(sample_functions(n_inputs, hidden, sgd_runs, sigma_w, sigma_b,
                                                 activation, seed=train_seed, keep_samples=True,
-                                                encoding=encoding)[1], L)[:, test]
+                                                encoding=encoding, device=device)[1], L)[:, test]
             for oname in optimisers:
                 opt, bs, long = parse_optimiser(oname)
                 tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w,
                                   sigma_b, activation, opt, lrs[opt], bs, max_steps,
-                                  seed=train_seed, loss_target=long_loss if long else None)
+                                  seed=train_seed, loss_target=long_loss if long else None,
+                                  device=device)
                 fit = tr.fitted
                 sc, sn = count_rows(tr.codes[fit])
                 keys, _ = count_rows(np.concatenate([pb_codes, sc]))

@@ -448,9 +448,28 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
             "any_nonconst": nonconst.any(1), "any_fed": (fed & nonconst).any(1)}
 
 
+def llama_chunk(seed: int, chunk: int, size: int, n_inputs: int, hidden: list, sigma_w: float,
+                sigma_b: float, max_analysed: int) -> tuple[list, dict]:
+    """Chunk ``chunk`` of :func:`sample_llamas` (a unit of :func:`countingargs.chunks.map_chunks`):
+    the function key of each of its ``size`` networks, in sampling order, and per output group
+    the parameters and keys of its first ``max_analysed`` networks."""
+    from ...nets.sampler import sample_chunk
+
+    ch = sample_chunk(n_inputs, list(hidden), size, sigma_w, sigma_b, "relu", seed, chunk)
+    bits = ch.out > 0
+    keys = [w.tobytes().hex() for w in ch.codes.numpy()]
+    const = bits.all(1) | ~bits.any(1)
+    keep = {}
+    for grp, sel in (("constant", const), ("nonconstant", ~const)):
+        idx = torch.nonzero(sel).squeeze(1)[:max_analysed]
+        keep[grp] = (ch.params[idx].clone(), [keys[i] for i in idx.tolist()])
+    return keys, keep
+
+
 def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float = 1.0,
                   sigma_b: float = 0.1, n_inputs: int = 7, hidden=(40, 40),
-                  max_analysed: int = 2000, chunk: int = 4096, block: int = 256) -> pd.DataFrame:
+                  max_analysed: int = 2000, chunk: int = 4096, block: int = 256,
+                  scheduler: str | None = None) -> pd.DataFrame:
     """Sample ``n_nets`` random networks (volume chapter's sampler and prior) with stream
     ``seed`` and analyse the hidden units of every network whose function is *constant* or is
     one of the *target* functions chosen later, plus a uniform subsample of all networks.
@@ -460,29 +479,28 @@ def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float =
     looking at their hidden units). Returns one row per analysed network: ``seed, group,
     f_key`` (hex of the packed function) and the per-network fields of :func:`llama_units`.
     Also returns the function counts of all sampled networks as ``df.attrs["f_counts"]``
-    (a dict f_key -> count) and ``df.attrs["n_nets"]``.
+    (a dict f_key -> count) and ``df.attrs["n_nets"]``. The chunks of networks are drawn by
+    :func:`countingargs.chunks.map_chunks` on ``scheduler`` (in process by default; the same
+    result anywhere on CPU).
     """
-    from ...nets.sampler import sample_chunk
+    from ...chunks import map_chunks
 
     fam_bits = torch.as_tensor(np.stack(family["bits"].to_list()))
     fam_words = _canon_words(fam_bits)
     counts: dict[str, int] = {}
     keep = {"constant": [], "nonconstant": []}
     n_chunks = (n_nets + chunk - 1) // chunk
-    for ci in range(n_chunks):
-        size = min(chunk, n_nets - ci * chunk)
-        ch = sample_chunk(n_inputs, list(hidden), size, sigma_w, sigma_b, "relu", seed, ci)
-        bits = ch.out > 0
-        words = ch.codes.numpy()
-        keys = [w.tobytes().hex() for w in words]
+    tasks = [dict(seed=seed, chunk=ci, size=min(chunk, n_nets - ci * chunk), n_inputs=n_inputs,
+                  hidden=list(hidden), sigma_w=sigma_w, sigma_b=sigma_b, max_analysed=max_analysed)
+             for ci in range(n_chunks)]
+    for keys, kept in map_chunks(llama_chunk, tasks, name="sample_llamas", scheduler=scheduler,
+                                 threads=None).results:
         for k in keys:
             counts[k] = counts.get(k, 0) + 1
-        const = bits.all(1) | ~bits.any(1)
-        for grp, sel in (("constant", const), ("nonconstant", ~const)):
+        for grp, (params, gkeys) in kept.items():
             room = max_analysed - sum(len(p) for p, _ in keep[grp])
-            idx = torch.nonzero(sel).squeeze(1)[:max(room, 0)]
-            if len(idx):
-                keep[grp].append((ch.params[idx], [keys[i] for i in idx.tolist()]))
+            if room > 0 and gkeys:
+                keep[grp].append((params[:room], gkeys[:room]))
     rows = []
     for grp, parts in keep.items():
         for params, keys in parts:
@@ -681,7 +699,7 @@ def run_sampled_counts(sizes, n_samples: int) -> pd.DataFrame:
 
 
 def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, sigma_b: float,
-                 max_analysed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 max_analysed: int, scheduler: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Experiment 2 over independent sampling streams ``seeds`` (stream ``s`` draws with
     ``seed_int("llama-sampling", s)``): ``(networks, counts)``, the analysed networks of
     :func:`sample_llamas` for every stream (column ``seed`` = ``s``), and per stream ``seed,
@@ -691,7 +709,7 @@ def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, si
     parts, counts = [], []
     for s in progress(seeds, desc="sample"):
         d = sample_llamas(n_nets, seed_int("llama-sampling", s), family, sigma_w=sigma_w,
-                          sigma_b=sigma_b, max_analysed=max_analysed)
+                          sigma_b=sigma_b, max_analysed=max_analysed, scheduler=scheduler)
         d["seed"] = s
         parts.append(d)
         f_counts = d.attrs["f_counts"]
