@@ -25,8 +25,10 @@ def test_list_imports_no_torch():
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_code_cells_are_short(name):
     nb = jupytext.read(REPO / "notebooks" / f"{name}.md", fmt="md:myst")
+    # the parameters cell is exempt: one literal per line, no logic
     long = [(i, len(c.source.splitlines())) for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and len(c.source.splitlines()) > MAX_CELL_LINES]
+            if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+            and len(c.source.splitlines()) > MAX_CELL_LINES]
     assert not long, f"{name}: code cells longer than {MAX_CELL_LINES} lines (cell, lines): {long}"
 
 

@@ -76,8 +76,8 @@ def test_effect_formatting():
     assert pages.format_effect({**row, "effect": -1234.5, "effect_lo": -2000, "effect_hi": -3}) == \
         "\u22121,234 [\u22122,000, \u22123] nats"
     assert pages.format_effect({**row, "effect_lo": float("nan")}) == "0.0123 (no interval) nats"
-    assert pages.format_effect({"effect": "", "effect_lo": "", "effect_hi": "", "units": ""}) == \
-        "n/a (no interval)"
+    assert pages.format_effect({"effect": "", "effect_lo": "", "effect_hi": "", "units": "nats"}) == \
+        "not measured"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -86,6 +86,7 @@ def test_effect_formatting():
     (lambda df: df.assign(favours="neither side"), "favours is 'neither side', but a 'supports'"),
     (lambda df: df.assign(finding=" "), "finding is empty"),
     (lambda df: df.assign(effect="big"), "effect = 'big' is not a number"),
+    (lambda df: df.assign(effect=float("nan")), "a 'supports' verdict needs its effect size"),
     (lambda df: df.assign(id="same"), "ledger ids used twice"),
     (lambda df: df.assign(chapter="02_beta"), "but the file belongs to '01_alpha'"),
 ])

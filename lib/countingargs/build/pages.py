@@ -118,6 +118,8 @@ def format_effect(row: dict) -> str:
     """``"0.0123 [0.00456, 0.0201] nats"``: the effect and its interval, three significant
     digits of the largest of the three, with the units."""
     e, lo, hi = (_finite(row.get(k)) for k in ("effect", "effect_lo", "effect_hi"))
+    if e is None:   # only a mixed row may lack its number (read_ledger refuses the others)
+        return "not measured"
     d = _decimals(e, lo, hi)
     text = fmt_number(e, d)
     if lo is not None and hi is not None:
@@ -212,6 +214,9 @@ def read_ledger(path: Path, chapter: str) -> list[dict]:
             raw = row[k]
             if str(raw).strip() and _finite(raw) is None and str(raw).lower() != "nan":
                 raise PagesError(f"{where}: {k} = {raw!r} is not a number")
+        if row["verdict"] != "mixed" and _finite(row["effect"]) is None:
+            raise PagesError(f"{where}: a {row['verdict']!r} verdict needs its effect size, "
+                             "but the effect is empty (only a mixed row may say 'not measured')")
         out.append(row)
     ids = [r["id"] for r in out]
     dup = sorted({i for i in ids if ids.count(i) > 1})
