@@ -314,13 +314,11 @@ def tax_pairs(tax: pd.DataFrame) -> pd.DataFrame:
     stuck``), the extra one learned nothing (``extra stuck``), or its check head did not compute
     the check (``check not computed``: it did not pay for the extra computation)."""
     keys = ["width", "depth", "budget", "seed"]
-    plain = tax[tax.condition == "plain"].set_index(keys)
+    plain = tax[tax.condition == "plain"][keys + ["loss"]]
     rows = []
     for cond in EXTRA:
-        ex = tax[tax.condition == cond].set_index(keys)
-        j = plain[["loss"]].join(ex[["loss", "check_acc"]], lsuffix="_plain", rsuffix="_extra",
-                                 how="inner")
-        j = j.reset_index()
+        ex = tax[tax.condition == cond][keys + ["loss", "check_acc"]]
+        j = plain.merge(ex, on=keys, how="inner", suffixes=("_plain", "_extra"))
         reason = np.where(j.loss_plain >= STUCK_LOSS, "plain stuck",
                           np.where(j.loss_extra >= STUCK_LOSS, "extra stuck",
                                    np.where(j.check_acc < CHECK_ACC, "check not computed", "")))

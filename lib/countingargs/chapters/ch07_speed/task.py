@@ -22,8 +22,9 @@ inputs, so their loss gap (nats, cross-entropy, per example) is
     gap = p_dis * (2 p_dis_b - 1) * log(p_dis_b / (1 - p_dis_b)),
 
 the *gap* of this chapter. The gap between the two single-feature predictors,
-``H(eps_w) - H(eps_b)`` (``H`` the binary entropy in nats), is larger; both are reported
-(a pitfall of pilots: the two are easily confused).
+``H(eps_w) - H(eps_b)`` (``H`` the binary entropy in nats), is a different number (larger at
+small gaps, smaller at large ones); both are reported (a pitfall of pilots: the two are easily
+confused).
 """
 from __future__ import annotations
 
