@@ -61,6 +61,32 @@ def _gap_axis(ax, g_min, g_max):
     ax.minorticks_off()
 
 
+def _share_panels(params):
+    """One panel per architecture for shares against the gap: ``fig, axes, archs, g_min, g_max``."""
+    archs = _archs(params)
+    pos = np.array([g for g in params["gaps"] if g > 0])
+    ncol = min(4, len(archs))
+    nrow = math.ceil(len(archs) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.3 * nrow + 0.4), sharey=True,
+                             squeeze=False, layout="constrained")
+    return fig, axes, archs, pos.min(), pos.max()
+
+
+def _finish_share_panels(fig, axes, n_used, g_min, g_max, ncol):
+    for ax in axes.flat[:n_used]:
+        _gap_axis(ax, g_min, g_max)
+        ax.set_ylim(-0.02, 1.05)
+    for ax in axes.flat[n_used:]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share on better")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("gap (nats)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+    return fig
+
+
 @figure("speed-tax")
 def tax(tables, params):
     """The tax per architecture at the final budget (paired t-intervals), with the spread of the
@@ -92,13 +118,7 @@ def preference(tables, params):
     with the fitted probit curve and the threshold."""
     pref, thr = tables["preference"], tables["thresholds"]
     budget = int(params["steps"])
-    archs = _archs(params)
-    pos = np.array([g for g in params["gaps"] if g > 0])
-    g_min, g_max = pos.min(), pos.max()
-    ncol = min(4, len(archs))
-    nrow = math.ceil(len(archs) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.3 * nrow + 0.4), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes, archs, g_min, g_max = _share_panels(params)
     for ax, (w, d) in zip(axes.flat, archs):
         c = pref[(pref.setting == "default") & (pref.start == "scratch") & (pref.budget == budget)
                  & (pref.width == w) & (pref.depth == d)].sort_values("gap")
@@ -112,22 +132,9 @@ def preference(tables, params):
             ax.axvline(t.d90_ideal.iloc[0], color="C2", ls="--", lw=1, label="threshold (90%)")
         stuck = int(c.n_stuck.sum())
         ax.set_title(f"{w}x{d}" + (f" ({stuck} stuck)" if stuck else ""), fontsize=9)
-        ax.axhline(LEVEL, color="0.6", lw=0.6, ls=":")
+        ax.axhline(A.LEVEL, color="0.6", lw=0.6, ls=":")
         ax.axhline(0.5, color="0.6", lw=0.6, ls=":")
-        _gap_axis(ax, g_min, g_max)
-        ax.set_ylim(-0.02, 1.05)
-    for ax in axes.flat[len(archs):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("share on better")
-    for ax in axes[-1, :]:
-        ax.set_xlabel("gap (nats)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
-    return fig
-
-
-LEVEL = A.LEVEL
+    return _finish_share_panels(fig, axes, len(archs), g_min, g_max, ncol=3)
 
 
 @figure("speed-reliance")
@@ -177,7 +184,7 @@ def budget(tables, params):
     budget, one line per architecture."""
     thr, tc = tables["thresholds"], tables["tax_cells"]
     archs = _archs(params)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained", sharey=True)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
     for i, (w, d) in enumerate(archs):
         t = thr[(thr.setting == "default") & (thr.width == w) & (thr.depth == d)
                 & (thr.status == "fitted")].sort_values("budget")
@@ -196,10 +203,11 @@ def budget(tables, params):
         ax.set_xticklabels([f"{x:,}" for x in bud], fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel("training steps")
-    _symlog(a, 1e-4)
+    a.set_yscale("log")
+    _symlog(b, 1e-3)
     a.set_ylabel("nats (held-out loss)")
     a.set_title("slack threshold (realised gap)", fontsize=10)
-    b.set_title("tax (overhead)", fontsize=10)
+    b.set_title("tax (overhead; symmetric-log axis)", fontsize=10)
     a.legend(fontsize=7, frameon=False, ncol=2)
     return fig
 
@@ -214,24 +222,23 @@ def settings(tables, params):
     s = s[s.budget == budget]
     order = ["default"] + sorted(x for x in s.setting.unique() if x != "default")
     s = s.set_index("setting").reindex(order)
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     x = np.arange(len(order))
     ax.errorbar(x, s.d90_real, yerr=_yerr(s.d90_real, s.d90_real_lo, s.d90_real_hi), ls="none",
                 capsize=3, **THR_STYLE)
-    for i, st in enumerate(s.status):
-        if st != "fitted":
-            ax.annotate("not learned", (x[i], 0), fontsize=7, rotation=90, ha="center", va="bottom")
     for cond in A.EXTRA:
         c = tc[(tc.width == w) & (tc.depth == d) & (tc.condition == cond) & (tc.budget == budget)]
-        if len(c) and np.isfinite(c.tax.iloc[0]):
+        if len(c) and np.isfinite(c.tax.iloc[0]) and c.tax.iloc[0] > 0:
             ax.axhline(c.tax.iloc[0], color=COND_STYLE[cond]["color"], ls="--", lw=1,
                        label=COND_STYLE[cond]["label"] + f" at {w}x{d}")
-    _symlog(ax, 1e-4)
+    ax.set_yscale("log")
     ax.set_xticks(x)
-    ax.set_xticklabels(order, rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels([o + ("\n(not learned)" if st != "fitted" else "")
+                        for o, st in zip(order, s.status.fillna("missing"))],
+                       rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("nats (held-out loss)")
     ax.set_title(f"Slack threshold by training setting, {w}x{d}, {budget} steps", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    fig.legend(loc="outside lower center", ncol=2, frameon=False, fontsize=7)
     return fig
 
 
@@ -241,13 +248,7 @@ def path(tables, params):
     pre-training on the worse solution, one panel per architecture."""
     pref = tables["preference"]
     budget = int(params["steps"])
-    archs = _archs(params)
-    pos = np.array([g for g in params["gaps"] if g > 0])
-    g_min, g_max = pos.min(), pos.max()
-    ncol = min(4, len(archs))
-    nrow = math.ceil(len(archs) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.3 * nrow + 0.4), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes, archs, g_min, g_max = _share_panels(params)
     for ax, (w, d) in zip(axes.flat, archs):
         for start, style in (("scratch", dict(color="C0", marker="o", mfc="C0")),
                              ("path", dict(color="C3", marker="o", mfc="white"))):
@@ -261,17 +262,7 @@ def path(tables, params):
                         **style)
         ax.axhline(0.5, color="0.6", lw=0.6, ls=":")
         ax.set_title(f"{w}x{d}", fontsize=9)
-        _gap_axis(ax, g_min, g_max)
-        ax.set_ylim(-0.02, 1.05)
-    for ax in axes.flat[len(archs):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("share on better")
-    for ax in axes[-1, :]:
-        ax.set_xlabel("gap (nats)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
-    return fig
+    return _finish_share_panels(fig, axes, len(archs), g_min, g_max, ncol=2)
 
 
 @figure("speed-side-by-side")
