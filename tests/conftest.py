@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BOOK_FILES = ["_config.yml", "_toc.yml", "requirements.txt", "book", "notebooks", "vendor"]
+BOOK_FILES = ["_config.yml", "_toc.yml", "requirements.txt", "CITATION.cff", "book", "notebooks", "vendor"]
 GENERATED = ["generated", "figures"]
 
 

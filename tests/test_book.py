@@ -180,3 +180,66 @@ def test_browser_every_page(served_html, browser, quick_book):
         page.close()
     assert math_pages >= 1, "no page rendered math"
     assert not problems, problems[:20]
+
+
+def test_reader_pages_in_the_browser(served_html, browser, quick_book):
+    """The ledger (each row with a finding and an effect size; every chapter either in it or
+    listed as not yet in it), the status page, and every figure's provenance links."""
+    import bookcheck
+
+    base, html = served_html
+    v = bookcheck.Visit(browser, f"{base}/book/ledger.html")
+    rows = bookcheck.ledger_rows(v.page)
+    assert bookcheck.check_ledger_rows(rows) == []
+    body = v.page.inner_text("main")
+    for name in notebooks():
+        ledger = quick_book / "results" / "quick" / name / "ledger.csv"
+        if ledger.exists():
+            ids = [line.split(",", 1)[0] for line in ledger.read_text().splitlines()[1:]]
+            assert all(f"ledger-{i}" in [r["_id"] for r in rows] for i in ids), name
+        else:
+            assert f"({name})" in body.replace("\\_", "_"), f"{name}: neither in the ledger nor listed as not yet in it"
+    assert v.problems() == []
+    v.close()
+    v = bookcheck.Visit(browser, f"{base}/book/status.html")
+    status = v.page.inner_text("table.ca-status-table")
+    assert status.count("current") == len(notebooks()) and "stale" not in status, status
+    v.close()
+    problems, figures = [], 0
+    for name in notebooks():
+        v = bookcheck.Visit(browser, f"{base}/book/generated/{name}.html")
+        n, probs = bookcheck.provenance_links(v.page, base)
+        figures += n
+        problems += [f"{name}: {p}" for p in probs]
+        v.close()
+    placed = json.loads((quick_book / "book" / "generated" / "pages" / "book.json").read_text())["figures"]
+    assert figures == len(placed) > 0
+    assert problems == [], problems[:10]
+
+
+def test_the_pdf_of_the_book(served_html, browser, quick_book, tmp_path):
+    """Linked from the HTML, every figure in it (its number and its alt text), no glue left."""
+    import bookcheck
+
+    base, html = served_html
+    v = bookcheck.Visit(browser, f"{base}/book/figure-index.html")
+    numbers = [t.removeprefix("Figure ") for t in v.page.eval_on_selector_all(
+        "table.ca-figure-index tbody tr td:first-child", "els => els.map(e => e.innerText.trim())")]
+    v.close()
+    figs = json.loads((quick_book / "book" / "generated" / "pages" / "book.json").read_text())["figures"]
+    assert len(numbers) == len(figs) > 0
+    path = bookcheck.fetch_pdf(browser, base, tmp_path)
+    assert bookcheck.check_pdf(path, numbers, [f["alt"] for f in figs.values() if f["alt"]],
+                               min_pages=20, figure_ids=[f["name"] for f in figs.values()]) == []
+
+
+def test_figure_files_carry_their_provenance(quick_book):
+    from countingargs.figures import read_metadata
+
+    figdir = quick_book / "book" / "figures"
+    files = sorted(figdir.glob("*.png")) + sorted(figdir.glob("*.pdf"))
+    assert files
+    for f in files:
+        meta = read_metadata(f)
+        blob = json.loads(meta["Provenance" if f.suffix == ".png" else "Keywords"])
+        assert blob["figure"] == f.stem and blob["profile"] == "quick" and blob["notebook"], f.name

@@ -96,3 +96,43 @@ def test_forward_matches_a_loop_over_networks():
     for m in range(3):
         h = torch.tanh(x @ net.weights[0][m] + net.biases[0][m])
         assert torch.allclose(out[m], h @ net.weights[1][m] + net.biases[1][m], atol=1e-6)
+
+
+def test_keep_best_keeps_each_network_at_its_lowest_score_also_when_frozen():
+    # SGD on (w - target)^2 from 0: w_t = target (1 - 0.8^t); the score (w - 2)^2 is lowest
+    # where w_t is closest to 2: t = 3 for target 4 (w = 1.952), t = 1 for target 10 (w = 2.0)
+    targets = torch.tensor([4.0, 10.0, 1.0])
+    for compact in (True, False):
+        res = train_until([torch.zeros(3, 1)], _quadratic(targets), lr=0.1, max_steps=20,
+                          optimizer="sgd", compact=compact,
+                          reached=lambda p, ids, t: (p[0][:, 0] - targets[ids]).abs() < 0.05,
+                          keep_best=lambda p, ids, t: (p[0][:, 0] - 2.0) ** 2)
+        assert res.best_steps.tolist()[:2] == [3, 1]
+        assert res.best_params[0][0, 0].item() == pytest.approx(4 * (1 - 0.8 ** 3), rel=1e-5)
+        assert res.best_scores[1] == pytest.approx(0.0, abs=1e-10)
+        # network 2 (target 1) never gets above 1, so its best is its last state, where it froze
+        assert res.reached[2] and res.best_steps[2] == res.steps[2]
+        assert torch.equal(res.best_params[0][2], res.params[0][2])
+    plain = train_until([torch.zeros(3, 1)], _quadratic(targets), lr=0.1, max_steps=5, optimizer="sgd")
+    assert plain.best_params is None and plain.best_steps is None
+    with pytest.raises(ValueError, match="one score per network"):
+        train_until([torch.zeros(2, 1)], _quadratic(torch.ones(2)), lr=0.1, max_steps=1,
+                    keep_best=lambda p, ids, t: torch.zeros(1))
+
+
+def test_fast_cross_entropy_agrees_with_the_default_in_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(4, 37, 10, generator=g) * 5).requires_grad_(True)
+    y = torch.randint(0, 10, (4, 37), generator=g)
+    probs = torch.softmax(torch.randn(4, 37, 10, generator=g), -1)
+    temps = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    cases = [(lambda f: losses.cross_entropy(z, y, fast=f)), (lambda f: losses.cross_entropy(z, y[0], fast=f)),
+             (lambda f: losses.cross_entropy(z, probs, fast=f)), (lambda f: losses.cross_entropy(z, probs[0], fast=f)),
+             (lambda f: losses.soft_cross_entropy(z, probs, temps, fast=f))]
+    for case in cases:
+        a, b = case(False), case(True)
+        assert a.shape == b.shape == (4,)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        ga, = torch.autograd.grad(a.sum(), z)
+        gb, = torch.autograd.grad(b.sum(), z)
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)

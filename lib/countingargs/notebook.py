@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .figures import save_figure
+from .figures import provenance_metadata, save_figure
 from .report import Findings
 
 FLOAT_FORMAT = "%.10g"
@@ -104,6 +104,7 @@ class Run:
             pfile = self.results_dir / "parameters.json"
             params = json.loads(pfile.read_text()) if pfile.exists() else None
         self._params = params
+        self._commit: dict | None = None   # the results' commit, for the figures' metadata
 
     @property
     def params(self) -> dict:
@@ -127,12 +128,21 @@ class Run:
         self.tables[name] = read_table(path)
         return self.tables[name]
 
-    def figure(self, fig, label: str) -> None:
+    def figure(self, fig, label: str, *, function: str | None = None,
+               tables: list[str] | None = None) -> None:
         """Save a figure under its stable label (PNG + PDF) and close it (so the notebook shows
-        it only where a ``{figure}`` directive places the file)."""
+        it only where a ``{figure}`` directive places the file). The files carry their
+        provenance in their metadata (:func:`countingargs.figures.provenance_metadata`);
+        ``function`` and ``tables`` are given by :meth:`plot`."""
         if label in self.figures:
             raise ValueError(f"figure label {label!r} used twice in {self.notebook or 'this notebook'}")
-        save_figure(fig, label, self.figures_dir)
+        if self._commit is None:
+            from .build.provenance import commit_info
+
+            self._commit = commit_info(self.results_dir)  # the repository the results go to
+        info = provenance_metadata(label, self.notebook, self.profile, function, tables,
+                                   self._commit.get("commit"), self._commit.get("dirty"))
+        save_figure(fig, label, self.figures_dir, info)
         self.figures.append(label)
 
     def plot(self, fn: Callable) -> None:
@@ -143,9 +153,10 @@ class Run:
             raise ValueError(f"{getattr(fn, '__name__', fn)!r} is not a figure function "
                              "(decorate it with @figure('label'))")
         seen = _ReadTracker(self.tables)
-        self.figure(fn(seen, self.params), label)
-        self.figure_sources[label] = {"function": f"{fn.__module__}.{fn.__qualname__}",
-                                      "tables": sorted(seen.read)}
+        fig = fn(seen, self.params)
+        source = {"function": f"{fn.__module__}.{fn.__qualname__}", "tables": sorted(seen.read)}
+        self.figure(fig, label, **source)
+        self.figure_sources[label] = source
 
     def record(self, findings: Findings) -> Findings:
         """Save the derived tables and glue the values of an analysis."""
@@ -183,7 +194,7 @@ class Run:
             self._write_json("glue.json", self.glued)
         _glue(key, value, display=False)
 
-    def finish(self, **meta: Any) -> Path:
+    def finish(self, **meta: Any) -> None:
         """Write ``run.json``: what the notebook itself knows (seeds, device, sizes, ...).
         The runner merges it into the provenance file."""
         import torch
@@ -203,7 +214,7 @@ class Run:
         }
         info.update({k: plain(v) if not isinstance(v, (list, tuple, dict)) else v
                      for k, v in meta.items()})
-        return self._write_json("run.json", info)
+        self._write_json("run.json", info)   # returns nothing: no path is shown in the page
 
     def _write_json(self, name: str, obj: Any) -> Path:
         path = self.results_dir / name

@@ -7,9 +7,21 @@ import torch
 from torch.nn import functional as F
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, fast: bool = False) -> torch.Tensor:
     """Mean cross-entropy. ``logits (M, B, C)``; ``target``: class indices ``(B,)`` or ``(M, B)``,
-    or probabilities ``(B, C)`` / ``(M, B, C)``. Returns ``(M,)``."""
+    or probabilities ``(B, C)`` / ``(M, B, C)``. Returns ``(M,)``.
+
+    ``fast=True`` computes the same quantity with ``F.cross_entropy`` on the ``(M, C, B)`` view:
+    on CPU, ``log_softmax`` over a short last dimension (few classes) is slow, and a training
+    step of a small MLP runs about twice as fast this way. Values agree to rounding but not bit
+    for bit (gradients differ in the last bits), so the default keeps the original form and the
+    results of the chapters that use it."""
+    if fast:
+        if target.dtype in (torch.long, torch.int64, torch.int32):
+            t = target.expand(logits.shape[0], -1) if target.dim() == 1 else target
+        else:
+            t = (target.expand(logits.shape[0], *target.shape) if target.dim() == 2 else target).transpose(1, 2)
+        return F.cross_entropy(logits.transpose(1, 2), t, reduction="none").mean(-1)
     logp = torch.log_softmax(logits, dim=-1)
     if target.dtype in (torch.long, torch.int64, torch.int32):
         t = target.expand(logits.shape[0], -1) if target.dim() == 1 else target
@@ -19,11 +31,14 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor,
-                       temps: torch.Tensor) -> torch.Tensor:
+                       temps: torch.Tensor, fast: bool = False) -> torch.Tensor:
     """Distillation objective ``T^2 * CE(p_target, softmax(logits / T))`` per network.
     ``logits (M, B, C)``, ``target_probs (M, B, C)`` (already at temperature T; one-hot for hard
-    labels), ``temps (M,)``. With ``T = 1`` and one-hot targets it is :func:`cross_entropy`."""
+    labels), ``temps (M,)``. With ``T = 1`` and one-hot targets it is :func:`cross_entropy`.
+    ``fast``: as in :func:`cross_entropy`."""
     t = temps.view(-1, 1, 1)
+    if fast:
+        return cross_entropy(logits / t, target_probs, fast=True) * temps ** 2
     logq = torch.log_softmax(logits / t, dim=-1)
     return -(target_probs * logq).sum(-1).mean(-1) * temps ** 2
 

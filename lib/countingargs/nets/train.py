@@ -15,6 +15,10 @@ and optimiser state are sliced, so finished networks cost nothing. The remaining
 all taken the same number of steps, so the optimiser's step counter stays exact. With
 ``compact=False`` every network keeps training and a snapshot is taken instead (for a
 ``loss_fn`` that cannot take a subset of networks); the kept parameters are the same.
+
+Early stopping: ``keep_best(params, ids, step) -> (len(ids),)`` (a validation loss, say) is
+evaluated at every check, and each network's parameters at its lowest score so far are kept
+as well (``Trained.best_params``); a frozen network's best is the best it reached before it froze.
 """
 from __future__ import annotations
 
@@ -32,17 +36,24 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 LossFn = Callable[[Sequence[torch.Tensor], torch.Tensor, int], torch.Tensor]
 #: ``reached(params, ids, step) -> bool (len(ids),)``, evaluated without gradients.
 ReachedFn = Callable[[Sequence[torch.Tensor], torch.Tensor, int], torch.Tensor]
+#: ``keep_best(params, ids, step) -> (len(ids),)``: a score to minimise (e.g. validation loss).
+ScoreFn = Callable[[Sequence[torch.Tensor], torch.Tensor, int], torch.Tensor]
 
 
 @dataclass
 class Trained:
     """``params``: one tensor ``(M, ...)`` per parameter, network ``i`` as it was when it
     reached its target (its last state if it never did); ``reached (M,)`` bool; ``steps (M,)``
-    the updates it had taken when it reached the target (``max_steps`` if never)."""
+    the updates it had taken when it reached the target (``max_steps`` if never).
+    With ``keep_best``: ``best_params`` (each network at its lowest score among the checks),
+    ``best_steps (M,)`` and ``best_scores (M,)``; otherwise ``None``."""
 
     params: list[torch.Tensor]
     reached: np.ndarray
     steps: np.ndarray
+    best_params: list[torch.Tensor] | None = None
+    best_steps: np.ndarray | None = None
+    best_scores: np.ndarray | None = None
 
 
 def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float, **options):
@@ -72,13 +83,14 @@ def _compact(opt, work: list[torch.Tensor], keep: torch.Tensor):
 def train_until(params: Sequence[torch.Tensor], loss_fn: LossFn, *, lr: float, max_steps: int,
                 reached: ReachedFn | None = None, optimizer: str = "adam", check_every: int = 1,
                 compact: bool = True, options: dict | None = None, desc: str = "",
-                on_check: Callable[[Sequence[torch.Tensor], torch.Tensor, int], None] | None = None
-                ) -> Trained:
+                on_check: Callable[[Sequence[torch.Tensor], torch.Tensor, int], None] | None = None,
+                keep_best: ScoreFn | None = None) -> Trained:
     """Train the ``M`` networks in ``params`` (not modified) by minimising ``sum(loss_fn(...))``.
 
     ``reached=None`` trains every network for ``max_steps``. ``on_check(params, ids, step)``
     is called at every check with the networks still training (e.g. to record curves).
-    ``options`` go to the optimiser (``betas``, ``weight_decay``, ``momentum``...).
+    ``keep_best`` keeps each network's state of lowest score among the checks (ties: the
+    earliest). ``options`` go to the optimiser (``betas``, ``weight_decay``, ``momentum``...).
     """
     if max_steps < 0 or check_every < 1:
         raise ValueError(f"need max_steps >= 0 and check_every >= 1, got {max_steps}, {check_every}")
@@ -97,8 +109,24 @@ def train_until(params: Sequence[torch.Tensor], loss_fn: LossFn, *, lr: float, m
     active = torch.ones(m, dtype=torch.bool, device=device)     # only used when compact=False
     steps = torch.full((m,), max_steps, dtype=torch.long)
     done_mask = torch.zeros(m, dtype=torch.bool)
+    best = [p.detach().clone() for p in params] if keep_best is not None else None
+    best_score = torch.full((m,), float("inf"), device=device)
+    best_step = torch.zeros(m, dtype=torch.long)
     bar = progress(total=max_steps, desc=desc) if desc else None
     for t in range(max_steps + 1):
+        if keep_best is not None and (t % check_every == 0 or t == max_steps):
+            with torch.no_grad():
+                cur = [w.detach() if compact else w.detach()[active] for w in work]
+                score = keep_best(cur, ids, t)
+                if score.shape != ids.shape:
+                    raise ValueError(f"keep_best() must return one score per network, shape "
+                                     f"{tuple(ids.shape)}; got {tuple(score.shape)}")
+                better = score < best_score[ids]
+                if better.any():
+                    for b, c in zip(best, cur):
+                        b[ids[better]] = c[better]
+                    best_score[ids[better]] = score[better]
+                    best_step[ids[better].cpu()] = t
         if reached is not None and (t % check_every == 0 or t == max_steps):
             with torch.no_grad():
                 cur = [w.detach() for w in work]
@@ -143,4 +171,7 @@ def train_until(params: Sequence[torch.Tensor], loss_fn: LossFn, *, lr: float, m
         rows = torch.arange(len(ids)) if compact else ids
         for f, w in zip(final, work):
             f[ids] = w.detach()[rows]
-    return Trained(final, done_mask.numpy(), steps.numpy())
+    if keep_best is None:
+        return Trained(final, done_mask.numpy(), steps.numpy())
+    return Trained(final, done_mask.numpy(), steps.numpy(), best, best_step.numpy(),
+                   best_score.cpu().numpy())
