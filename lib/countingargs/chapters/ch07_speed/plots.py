@@ -44,6 +44,18 @@ def _symlog(ax, linthresh=1e-3):
     ax.axhline(0, color="0.5", lw=0.8)
 
 
+def _value_axis(ax, values, linthresh: float) -> str:
+    """A log y axis when every finite value drawn is positive, else a symmetric-log one (so no
+    point or interval end is dropped silently); returns the label suffix naming a symlog axis."""
+    v = np.asarray(pd.concat([pd.Series(x, dtype=float) for x in values]), dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) and (v > 0).all():
+        ax.set_yscale("log")
+        return ""
+    _symlog(ax, linthresh)
+    return " (symmetric-log axis)"
+
+
 def _gap_x(gaps: np.ndarray, g_min: float) -> np.ndarray:
     """x positions on a log axis, zero drawn half a decade left of the smallest positive gap."""
     g = np.asarray(gaps, dtype=float)
@@ -203,9 +215,10 @@ def budget(tables, params):
         ax.set_xticklabels([f"{x:,}" for x in bud], fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel("training steps")
-    a.set_yscale("log")
+    real = thr[(thr.setting == "default") & (thr.status == "fitted")]
+    suffix = _value_axis(a, [real.d90_real, real.d90_real_lo, real.d90_real_hi], 1e-4)
     _symlog(b, 1e-3)
-    a.set_ylabel("nats (held-out loss)")
+    a.set_ylabel("nats (held-out loss)" + suffix)
     a.set_title("slack threshold (realised gap)", fontsize=10)
     b.set_title("tax (overhead; symmetric-log axis)", fontsize=10)
     a.legend(fontsize=7, frameon=False, ncol=2)
@@ -231,12 +244,14 @@ def settings(tables, params):
         if len(c) and np.isfinite(c.tax.iloc[0]) and c.tax.iloc[0] > 0:
             ax.axhline(c.tax.iloc[0], color=COND_STYLE[cond]["color"], ls="--", lw=1,
                        label=COND_STYLE[cond]["label"] + f" at {w}x{d}")
-    ax.set_yscale("log")
+    shown = [s.d90_real, s.d90_real_lo, s.d90_real_hi] + [ln.get_ydata() for ln in ax.get_lines()
+                                                           if ln.get_linestyle() == "--"]
+    suffix = _value_axis(ax, shown, 1e-4)
     ax.set_xticks(x)
     ax.set_xticklabels([o + ("\n(not learned)" if st != "fitted" else "")
                         for o, st in zip(order, s.status.fillna("missing"))],
                        rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("nats (held-out loss)")
+    ax.set_ylabel("nats (held-out loss)" + suffix)
     ax.set_title(f"Slack threshold by training setting, {w}x{d}, {budget} steps", fontsize=10)
     fig.legend(loc="outside lower center", ncol=2, frameon=False, fontsize=7)
     return fig
@@ -271,7 +286,7 @@ def side(tables, params):
     sbs = tables["side_by_side"]
     budget = int(params["steps"])
     archs = _archs(params)
-    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
     for j, cond in enumerate(A.EXTRA):
         c = sbs[(sbs.condition == cond) & (sbs.budget == budget)].set_index(["width", "depth"]).reindex(archs)
         x = np.arange(len(archs)) + (j - 1) * 0.18
@@ -290,5 +305,5 @@ def side(tables, params):
     ax.set_ylabel("nats (held-out loss)")
     ax.set_title(f"Tax and slack threshold side by side, {budget} steps "
                  "(* the speed argument bites)", fontsize=10)
-    ax.legend(loc="lower left", frameon=False, fontsize=8)
+    fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=8)
     return fig
