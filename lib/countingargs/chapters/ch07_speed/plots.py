@@ -56,6 +56,14 @@ def _value_axis(ax, values, linthresh: float) -> str:
     return " (symmetric-log axis)"
 
 
+def _note_if_empty(ax, *values) -> None:
+    """Say so in the panel when none of ``values`` is finite (cells not learned, as at quick
+    settings), instead of leaving an empty axis."""
+    if not any(np.isfinite(np.asarray(v, dtype=float)).any() for v in values):
+        ax.text(0.5, 0.5, "nothing to draw: no cell was learned\nwithin this step budget",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.3")
+
+
 def _gap_x(gaps: np.ndarray, g_min: float) -> np.ndarray:
     """x positions on a log axis, zero drawn half a decade left of the smallest positive gap."""
     g = np.asarray(gaps, dtype=float)
@@ -116,6 +124,7 @@ def tax(tables, params):
     c = tc[(tc.condition == "overhead") & (tc.budget == budget)].set_index(["width", "depth"]).reindex(archs)
     ax.plot(np.arange(len(archs)) + 0.3, c.plain_sd, "x", color="0.4",
             label="spread of plain networks' loss over seeds (SD)")
+    _note_if_empty(ax, tc[tc.budget == budget].tax)
     _symlog(ax)
     _arch_ticks(ax, archs, params)
     ax.set_ylabel("main-task loss penalty (nats, held-out)")
@@ -218,6 +227,8 @@ def budget(tables, params):
     real = thr[(thr.setting == "default") & (thr.status == "fitted")]
     suffix = _value_axis(a, [real.d90_real, real.d90_real_lo, real.d90_real_hi], 1e-4)
     _symlog(b, 1e-3)
+    _note_if_empty(a, real.d90_real)
+    _note_if_empty(b, tc[tc.condition == "overhead"].tax)
     a.set_ylabel("nats (held-out loss)" + suffix)
     a.set_title("slack threshold (realised gap)", fontsize=10)
     b.set_title("tax (overhead; symmetric-log axis)", fontsize=10)
@@ -247,6 +258,7 @@ def settings(tables, params):
     shown = [s.d90_real, s.d90_real_lo, s.d90_real_hi] + [ln.get_ydata() for ln in ax.get_lines()
                                                            if ln.get_linestyle() == "--"]
     suffix = _value_axis(ax, shown, 1e-4)
+    _note_if_empty(ax, s.d90_real)
     ax.set_xticks(x)
     ax.set_xticklabels([o + ("\n(not learned)" if st != "fitted" else "")
                         for o, st in zip(order, s.status.fillna("missing"))],
@@ -300,6 +312,7 @@ def side(tables, params):
     x = np.arange(len(archs)) + 0.36
     ax.errorbar(x, c.d90_real, yerr=_yerr(c.d90_real, c.d90_real_lo, c.d90_real_hi), ls="none",
                 capsize=3, **THR_STYLE)
+    _note_if_empty(ax, sbs[sbs.budget == budget].tax, c.d90_real)
     _symlog(ax, 1e-4)
     _arch_ticks(ax, archs, params)
     ax.set_ylabel("nats (held-out loss)")
