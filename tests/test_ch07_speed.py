@@ -496,6 +496,9 @@ def test_analyse_end_to_end_on_synthetic_tables():
     assert f.glue["verdict_tax_overhead"] == SUPPORTS
     assert f.glue["verdict_combined_overhead"] == SUPPORTS
     assert f.glue["verdict_path"] == SUPPORTS
+    overall = SUPPORTS if (led.verdict == SUPPORTS).all() else \
+        CONTRADICTS if (led.verdict == CONTRADICTS).all() else MIXED
+    assert f.glue["verdict"] == overall and f.glue["verdict_reason"].count(":") == 6
     for k, v in f.glue.items():
         assert not (isinstance(v, float) and not math.isfinite(v)), k
     with pytest.raises(KeyError, match="needs tables"):

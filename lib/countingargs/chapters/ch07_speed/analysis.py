@@ -587,6 +587,11 @@ def analyse(tables: dict, params: dict) -> Findings:
     glue.update(_path_glue(pc))
     glue.update(_combined_glue(sbs, budget))
     out.tables["ledger"] = ledger(glue, v, tc, thr, pc, sbs, ref, budget)
+    # the chapter's overall label (read by the book where a chapter has no ledger rows, and by
+    # the quick-book test): supports / contradicts only when every ledger row says so
+    led = out.tables["ledger"]
+    glue["verdict"] = stats.Verdict.combine(stats.Verdict(x, "") for x in led.verdict).label
+    glue["verdict_reason"] = " ".join(f"{i.removeprefix('07-')}: {x}." for i, x in zip(led.id, led.verdict))
     out.glue = sanitise(glue)
     return out
 
