@@ -164,3 +164,41 @@ def test_cli_exit_codes_and_messages(tmp_path):
     assert ok.returncode == 0 and "1 ran, 0 skipped, 0 failed" in ok.stdout
     params = run("params", "01_ok")
     assert params.returncode == 0 and "n = 3 [quick: 2]" in params.stdout
+
+
+def _tiny_notebook(root: Path, name: str, body: str, reads=None) -> None:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell('profile = "standard"\nresults_dir = "res"\nfigures_dir = "figs"\n')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    text = jupytext.writes(nb, fmt="md:myst")
+    if reads is not None:   # jupytext writes only the metadata it knows: add the key to the front matter
+        text = text.replace("---\n", "---\nreads_results: " + json.dumps(reads) + "\n", 1)
+    (root / "notebooks" / f"{name}.md").write_text(text)
+
+
+def test_a_notebook_that_reads_another_starts_after_it_in_a_parallel_rebuild(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    head = "import pandas as pd\nfrom countingargs.notebook import Run\nrun = Run(results_dir, figures_dir, profile=profile)\n"
+    _tiny_notebook(tmp_path, "01_slow", head + "import time\ntime.sleep(4)\n"
+                   "run.table('x', pd.DataFrame({'a': [1]}))\nrun.finish()\n")
+    _tiny_notebook(tmp_path, "02_reader", head + "from pathlib import Path\n"
+                   "src = Path.cwd().parents[1] / 'results' / profile / '01_slow' / 'x.csv'\n"
+                   "run.glue('found', src.exists())\nrun.finish()\n", reads=["01_*"])
+    _tiny_notebook(tmp_path, "03_free", head + "run.finish()\n")
+    (tmp_path / "notebooks" / "profiles.yml").write_text(
+        "quick:\n  notebooks:\n    01_slow: {}\n    02_reader: {}\n    03_free: {}\n")
+    jobs = {j.name: j for j in rb.plan(tmp_path, "quick")}
+    assert rb.reads_results(jobs["02_reader"], jobs) == {"01_slow"}
+    assert rb.reads_results(jobs["01_slow"], jobs) == set()
+    logs = []
+    outcomes = rb.rebuild(tmp_path, "quick", log=logs.append, n_jobs=2)
+    assert [o.status for o in outcomes] == ["ran"] * 3, [o.message for o in outcomes]
+    glue = json.loads((tmp_path / "results" / "quick" / "02_reader" / "glue.json").read_text())
+    assert glue == {"found": True}
+    assert any("02_reader" in m and "after 01_slow" in m for m in logs)
+    jobs["02_reader"].nb.metadata["reads_results"] = "01_slow"
+    with pytest.raises(rb.RebuildError, match="reads_results"):
+        rb.reads_results(jobs["02_reader"], jobs)

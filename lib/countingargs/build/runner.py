@@ -12,7 +12,12 @@ For each selected notebook, in order:
 3. **Execute** it under papermill in a fresh temporary folder (also its working directory),
    with a per-cell timeout. The MyST source is converted to ``.ipynb`` in memory first. The
    resolved parameters are written to ``results/parameters.json`` for the notebook's ``Run``.
-4. **Move into place** only on success: ``results/<profile>/<name>/`` (tables, ``glue.json``,
+4. **Order** (parallel runs): a notebook whose front matter lists other notebooks' results it
+   reads (``reads_results: [01_distillation, "07_*"]``, names or patterns) starts only after
+   those notebooks of the same rebuild have finished (:func:`reads_results`), so what it reads
+   does not depend on which notebook happened to finish first. Sequential runs go in name
+   order, so such a notebook must come after the ones it reads.
+5. **Move into place** only on success: ``results/<profile>/<name>/`` (tables, ``glue.json``,
    ``run.json`` and ``provenance.json``), ``book/figures/<label>.{png,pdf}`` and the executed
    notebook ``book/generated/<name>.ipynb``. On failure the executed copy goes to
    ``failures/<profile>/<name>.ipynb``, the error names the notebook, the cell and the
@@ -21,6 +26,7 @@ For each selected notebook, in order:
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -106,6 +112,15 @@ def _outputs_current(root: Path, job: Job, profile: str) -> bool:
         if not p.exists() or _sha(p) != digest:
             return False
     return True
+
+
+def reads_results(job: Job, names) -> set[str]:
+    """The notebooks among ``names`` whose results ``job`` reads (its front matter's
+    ``reads_results``: notebook names or glob patterns), itself excluded."""
+    pats = (job.nb.metadata.get("reads_results") if job.nb is not None else None) or []
+    if isinstance(pats, str) or not all(isinstance(p, str) for p in pats):
+        raise RebuildError(f"{job.name}: reads_results must be a list of notebook names or patterns, got {pats!r}")
+    return {n for n in names if n != job.name and any(fnmatch.fnmatch(n, p) for p in pats)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,15 +332,26 @@ def rebuild(root: Path, profile: str = "standard", only: list[str] | None = None
             report(head, execute(root, job, profile, timeout, progress_bar, threads))
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+        names = {job.name for _, job in todo}
+        waits = {job.name: reads_results(job, names) for _, job in todo}
+        pending, finished, futures = list(todo), set(), {}
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {}
-            for head, job in todo:
-                log(f"{head}: queued ({n_jobs} at a time, {threads} thread(s) each)")
-                futures[pool.submit(execute, root, job, profile, timeout, False, threads)] = head
-            for fut in as_completed(futures):
-                report(futures[fut], fut.result())
+            while pending or futures:
+                ready = [(h, j) for h, j in pending if waits[j.name] <= finished]
+                if not ready and not futures:   # a cycle of reads: run the first one anyway
+                    ready = pending[:1]
+                for head, job in ready:
+                    pending.remove((head, job))
+                    after = f", after {', '.join(sorted(waits[job.name]))}" if waits[job.name] else ""
+                    log(f"{head}: queued ({n_jobs} at a time, {threads} thread(s) each{after})")
+                    futures[pool.submit(execute, root, job, profile, timeout, False, threads)] = (head, job.name)
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    head, name = futures.pop(fut)
+                    finished.add(name)
+                    report(head, fut.result())
     outcomes = [outcomes[j.name] for j in jobs]
     ran = sum(o.status == "ran" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)
