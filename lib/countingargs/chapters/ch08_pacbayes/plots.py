@@ -81,14 +81,12 @@ def _effects_panel(ax, comp, fams, families, units, title, lit_slack=None):
         ax.axvline(ref.slack, color="C1", lw=1)
     if lit_slack is not None:
         ax.axvline(lit_slack, color="k", ls=":", lw=1, label="slack of the MNIST result Turner cites")
-    ax.set_yticks(y, [f"{r.family}: {r.cell}" for r in rows.itertuples()], fontsize=6)
+    names = {"01-accuracy": "ch. 01", "01-nats": "ch. 01", "07-nats": "ch. 07"}
+    ax.set_yticks(y, [f"{names.get(r.family, r.family)}: {r.cell}" for r in rows.itertuples()], fontsize=6)
     ax.set_xlabel("|difference| in test accuracy (share of digits)" if units == "accuracy"
                   else "|difference| (nats)")
     ax.set_xlim(left=0)
     ax.set_title(title)
-    h, lab = ax.get_legend_handles_labels()
-    keep = dict(zip(lab, h))
-    ax.legend(keep.values(), keep.keys(), fontsize=6, loc="lower right", framealpha=0.9)
 
 
 @figure("pacbayes-slack-vs-effects")
@@ -103,5 +101,12 @@ def slack_vs_effects(tables: dict, params: dict):
     _effects_panel(axes[0], comp, fams, ["01-accuracy"], "accuracy", "0-1 certificate vs accuracy differences",
                    lit_slack=lit)
     _effects_panel(axes[1], comp, fams, ["01-nats", "07-nats"], "nats", "cross-entropy certificate vs nats")
-    fig.tight_layout()
+    keep = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            keep.setdefault(lab, h)
+    if keep:
+        fig.legend(keep.values(), keep.keys(), loc="lower center", ncol=min(3, len(keep)), frameon=False, fontsize=7)
+    rows_legend = (len(keep) + 2) // 3
+    fig.tight_layout(rect=(0, min(0.4, (0.15 + 0.18 * rows_legend) / fig.get_figheight()), 1, 1))
     return fig
