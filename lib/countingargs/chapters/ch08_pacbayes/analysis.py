@@ -295,6 +295,9 @@ def certificates(tables: dict, params: dict) -> Findings:
     if "prior_holdout" in cert:
         g["cert_minus_holdout_median"] = float((tr.cert_err - tr.prior_holdout).median())
     g["mean_vs_gibbs_median"] = float((tr.test_err - tr.test_err_mean).median())
+    fixed = np.log(2 * np.sqrt(tr.n_bound) * tr.n_priors / float(params["delta"]))
+    g["kl_share_pct"] = 100 * float((tr.kl / (tr.kl + fixed)).median())
+    g["lit_n_ratio"] = float(params["literature_bound_n"]) / float(tr.n_bound.max())
     return Findings(glue=g, tables={"certified": cert, "summary": summ})
 
 
