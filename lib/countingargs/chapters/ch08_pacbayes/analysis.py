@@ -371,8 +371,10 @@ def comparison(tables: dict, params: dict) -> Findings:
         g["verdict_reason"] = "; ".join(f"{r.family}: {r.verdict} ({r.supports} of {r.tested} comparisons support, "
                                         f"{r.contradicts} contradict)" for r in decided.itertuples())
     g["n_families"] = int(len(decided))
-    return Findings(glue=g, tables={"comparisons": comp, "families": fams,
-                                    "ledger": report.ledger_table(ledger)})
+    out = {"comparisons": comp, "families": fams}
+    if ledger:      # no ledger file at all when nothing could be compared (the book then shows
+        out["ledger"] = report.ledger_table(ledger)     # "not yet in the ledger", not a broken map)
+    return Findings(glue=g, tables=out)
 
 
 def analyse(tables: dict, params: dict) -> Findings:
