@@ -348,10 +348,10 @@ def comparison(tables: dict, params: dict) -> Findings:
                               else f"not available ({r.status}: `{r.file}`)")
         g[f"verdict_{key}"] = r.verdict
         if r.verdict == "not available":
-            g[f"finding_{key}"] = ("No comparison: " + (f"the file `{r.file}` was not found" if r.status == "absent"
-                                                        else f"`{r.file}`: {r.status}")
-                                   + (f"; {int(r.not_comparable)} effects in other units" if r.not_comparable else "")
-                                   + ".")
+            why = (f"the file `{r.file}` was not found" if r.status == "absent"
+                   else f"its {int(r.not_comparable)} effects in `{r.file}` are in other units" if r.not_comparable
+                   else f"`{r.file}`: {r.status}")
+            g[f"finding_{key}"] = f"No comparison: {why}."
             continue
         text = _finding(r)
         g[f"finding_{key}"] = text
