@@ -328,3 +328,12 @@ def test_analyse_gives_every_glue_value_and_validity_counts():
     assert (c.cert_err > c.test_err).all() and (c.cert_err_draws > c.cert_err).all()
     with pytest.raises(ValueError, match="needs the tables"):
         analysis.certificates({}, PARAMS)
+
+
+def test_find_book_root(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    deep = tmp_path / ".rebuild-tmp" / "08_pacbayes-x"
+    deep.mkdir(parents=True)
+    assert experiment.find_book_root(deep) == tmp_path.resolve()
+    assert experiment.find_book_root(tmp_path.parent) is None or experiment.find_book_root(tmp_path.parent) != tmp_path

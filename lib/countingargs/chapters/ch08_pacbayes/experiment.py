@@ -282,14 +282,12 @@ EFFECT_COLUMNS = ["family", "chapter", "file", "sha256", "status", "quantity", "
 
 
 def find_book_root(start: Path | None = None) -> Path | None:
-    """The book root above ``start`` (the runner executes a notebook in ``<root>/.rebuild-tmp/``);
-    ``None`` if there is none."""
-    from ...build.runner import RebuildError, find_root
-
-    try:
-        return find_root(start)
-    except RebuildError:
-        return None
+    """The book root at or above ``start`` (a folder with ``_config.yml`` and ``notebooks/``; the
+    runner executes a notebook in ``<root>/.rebuild-tmp/``), or ``None``. Written here rather than
+    imported from the build package, so that runner changes do not rerun this chapter."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / "_config.yml").is_file() and (d / "notebooks").is_dir()),
+                None)
 
 
 def _sha256(path: Path) -> str:
