@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import copy_book, jupyter_book  # noqa: E402
 
-from countingargs import rebuild  # noqa: E402
+from countingargs.build import runner as rebuild  # noqa: E402
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from countingargs.build import runner as rb
+from runner_books import cli, make_light_book, quiet, snapshot
 
 PARAMS = '''profile = "standard"
 results_dir = "res"
@@ -46,10 +47,6 @@ def make_book(root: Path, profiles: str | None = None) -> Path:
         "quick:\n  timeout: 120\n  notebooks:\n    01_ok: {n: 2}\n"
         "standard:\n  notebooks:\n    01_ok: {}\n"))
     return root
-
-
-def quiet(msg):
-    print(msg, file=sys.stderr)
 
 
 def test_plan_refuses_bad_requests_and_runs_nothing(tmp_path):
@@ -96,109 +93,96 @@ def test_success_moves_everything_into_place_then_skips(tmp_path):
     assert json.loads((res / "glue.json").read_text()) == {"total": 1.5}
     prov = json.loads((res / "provenance.json").read_text())
     for key in ("commit", "dirty", "profile", "parameters", "seeds", "packages", "device",
-                "torch_threads", "wall_seconds", "input_hash"):
+                "torch_threads", "wall_seconds", "input_hash", "outputs"):
         assert key in prov, key
     assert prov["parameters"] == {"n": 2, "scale": 1.5, "fail": False}
     assert prov["seeds"] == [0] and prov["packages"]["torch"]
     assert {"ok-line.png", "ok-line.pdf"} <= {p.name for p in (root / "book" / "figures").iterdir()}
+    assert {"book/figures/ok-line.png", "book/generated/01_ok.ipynb",
+            "results/quick/01_ok/run.json", "results/quick/01_ok/glue.json"} <= set(prov["outputs"])
     gen = nbformat.read(root / "book" / "generated" / "01_ok.ipynb", as_version=4)
     assert gen.metadata["countingargs"]["profile"] == "quick"
     assert any("provenance" in c.metadata.get("tags", []) for c in gen.cells)
-    injected = [c for c in gen.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert "results/quick/01_ok" in injected[0].source and ".rebuild-tmp" not in injected[0].source
+    # one parameters cell, holding the values actually used (comments kept), no injected copy
+    assert not [c for c in gen.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    [params] = [c for c in gen.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "n = 2\n" in params.source and "scale = 1.5\n" in params.source
+    assert "results_dir = 'results/quick/01_ok'" in params.source
+    text = (root / "book" / "generated" / "01_ok.ipynb").read_text()
+    assert ".rebuild-tmp" not in text and str(root) not in text
     assert not (root / ".rebuild-tmp").exists()
 
     [again] = rb.rebuild(root, "quick", log=quiet)
     assert again.status == "skipped"
     [forced] = rb.rebuild(root, "quick", force=True, log=quiet)
     assert forced.status == "ran"
-    [changed] = rb.rebuild(root, "quick", only=["01_ok"], overrides={"n": 4}, log=quiet)
-    assert changed.status == "ran"
-    assert (res / "squares.csv").read_text().count("\n") == 5
-    # a missing or edited figure makes the outputs stale
-    (root / "book" / "figures" / "ok-line.png").write_bytes(b"edited")
-    [stale] = rb.rebuild(root, "quick", only=["01_ok"], overrides={"n": 4}, log=quiet)
-    assert stale.status == "ran"
 
 
 def test_failure_names_notebook_cell_exception_and_keeps_old_outputs(tmp_path):
-    root = make_book(tmp_path)
+    root = make_light_book(tmp_path)
     assert rb.rebuild(root, "quick", log=quiet)[0].status == "ran"
-    res = root / "results" / "quick" / "01_ok"
-    before = {p.name: p.read_bytes() for p in res.iterdir()}
-    fig_before = (root / "book" / "figures" / "ok-line.png").read_bytes()
-    gen_before = (root / "book" / "generated" / "01_ok.ipynb").read_bytes()
-
-    [out] = rb.rebuild(root, "quick", only=["01_ok"], overrides={"fail": True, "n": 5}, log=quiet)
+    before = snapshot(root)
+    profiles = root / "notebooks" / "profiles.yml"
+    profiles.write_text(profiles.read_text().replace("{n: 2}", "{n: 5, fail: true}"))
+    [out] = rb.rebuild(root, "quick", log=quiet)
     assert out.status == "failed"
-    assert "notebook 01_ok failed in cell 4 of 01_ok.md" in out.message
+    assert "notebook 01_a failed in cell 4 of 01_a.md (code: 'if fail:')" in out.message
     assert "RuntimeError: deliberate failure for the test" in out.message
-    kept = root / "failures" / "quick" / "01_ok.ipynb"
+    kept = root / "failures" / "quick" / "01_a.ipynb"
     assert out.failed_copy == kept and kept.exists()
-    assert {p.name: p.read_bytes() for p in res.iterdir()} == before
-    assert (root / "book" / "figures" / "ok-line.png").read_bytes() == fig_before
-    assert (root / "book" / "generated" / "01_ok.ipynb").read_bytes() == gen_before
+    assert snapshot(root) == before
     assert not (root / ".rebuild-tmp").exists()
+    # a later success removes the stale failure copy
+    profiles.write_text(profiles.read_text().replace("{n: 5, fail: true}", "{n: 5}"))
+    assert rb.rebuild(root, "quick", log=quiet)[0].status == "ran"
+    assert not kept.exists()
 
 
 def test_failed_first_run_leaves_no_partial_results(tmp_path):
-    root = make_book(tmp_path)
-    [out] = rb.rebuild(root, "quick", only=["01_ok"], overrides={"fail": True}, log=quiet)
+    root = make_light_book(tmp_path)
+    [out] = rb.rebuild(root, "quick", only=["01_a"], overrides={"fail": True}, publish=True, log=quiet)
     assert out.status == "failed"
-    assert not (root / "results" / "quick" / "01_ok").exists()
-    assert not (root / "book" / "figures").exists() or not any((root / "book" / "figures").iterdir())
+    assert snapshot(root) == {}
 
 
-def test_cli_exit_codes_and_messages(tmp_path):
-    root = make_book(tmp_path)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "countingargs", *a, "--root", str(root)],  # noqa: E731
-                                    capture_output=True, text=True, timeout=300)
-    bad = run("rebuild", "--profile", "nope")
+def test_cli_exit_codes_messages_and_a_clean_terminal(tmp_path):
+    root = make_light_book(tmp_path)
+    bad = cli(root, "rebuild", "--profile", "nope")
     assert bad.returncode == 2 and "valid profiles: quick, standard, full" in bad.stderr
-    bad = run("rebuild", "--profile", "quick", "--only", "01_ok", "-p", "bogus", "1")
+    bad = cli(root, "rebuild", "--profile", "quick", "--only", "01_a", "-p", "bogus", "1")
     assert bad.returncode == 2 and "unknown parameter 'bogus'" in bad.stderr
     assert not (root / "results").exists()
-    failing = run("rebuild", "--profile", "quick", "--only", "01_ok", "-p", "fail", "true")
+    failing = cli(root, "rebuild", "--profile", "quick", "--only", "01_a", "-p", "fail", "true")
     assert failing.returncode == 1 and "failed in cell 4" in failing.stdout
-    ok = run("rebuild", "--profile", "quick")
-    assert ok.returncode == 0 and "1 ran, 0 skipped, 0 failed" in ok.stdout
-    params = run("params", "01_ok")
-    assert params.returncode == 0 and "n = 3 [quick: 2]" in params.stdout
-
-
-def _tiny_notebook(root: Path, name: str, body: str, reads=None) -> None:
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell('profile = "standard"\nresults_dir = "res"\nfigures_dir = "figs"\n')
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), p, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    text = jupytext.writes(nb, fmt="md:myst")
-    if reads is not None:   # jupytext writes only the metadata it knows: add the key to the front matter
-        text = text.replace("---\n", "---\nreads_results: " + json.dumps(reads) + "\n", 1)
-    (root / "notebooks" / f"{name}.md").write_text(text)
+    ok = cli(root, "rebuild", "--profile", "quick", "--only", "01_a", "01_a")   # duplicates collapse
+    assert ok.returncode == 0 and "1 ran, 0 skipped, 0 failed" in ok.stdout, ok.stdout + ok.stderr
+    assert "[1/1] 01_a (quick)" in ok.stdout
+    for proc in (failing, ok):   # what the kernels and papermill print stays off the terminal
+        assert "without encryption" not in proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+    params = cli(root, "params", "01_a")
+    assert params.returncode == 0 and "n = 3 (>= 1) [quick: 2]" in params.stdout, params.stdout
+    for cmd in ("params 01_a", "list", "rebuild --profile quick", "render"):
+        gone = cli(tmp_path / "nonexistent", *cmd.split())
+        assert gone.returncode == 2 and "no such folder" in gone.stderr, (cmd, gone.stderr)
+    (tmp_path / "empty").mkdir()
+    notbook = cli(tmp_path / "empty", "params", "01_a")
+    assert notbook.returncode == 2 and "not a book root (missing _config.yml, notebooks)" in notbook.stderr
 
 
 def test_a_notebook_that_reads_another_starts_after_it_in_a_parallel_rebuild(tmp_path):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "_config.yml").write_text("title: test\n")
-    head = "import pandas as pd\nfrom countingargs.notebook import Run\nrun = Run(results_dir, figures_dir, profile=profile)\n"
-    _tiny_notebook(tmp_path, "01_slow", head + "import time\ntime.sleep(4)\n"
-                   "run.table('x', pd.DataFrame({'a': [1]}))\nrun.finish()\n")
-    _tiny_notebook(tmp_path, "02_reader", head + "from pathlib import Path\n"
-                   "src = Path.cwd().parents[1] / 'results' / profile / '01_slow' / 'x.csv'\n"
-                   "run.glue('found', src.exists())\nrun.finish()\n", reads=["01_*"])
-    _tiny_notebook(tmp_path, "03_free", head + "run.finish()\n")
-    (tmp_path / "notebooks" / "profiles.yml").write_text(
-        "quick:\n  notebooks:\n    01_slow: {}\n    02_reader: {}\n    03_free: {}\n")
-    jobs = {j.name: j for j in rb.plan(tmp_path, "quick")}
+    root = make_light_book(tmp_path, names=("01_slow", "02_reader", "03_free"))
+    path = root / "notebooks" / "02_reader.md"   # jupytext writes only the metadata it knows
+    path.write_text(path.read_text().replace("---\n", '---\nreads_results: ["01_*"]\n', 1))
+    jobs = {j.name: j for j in rb.plan(root, "quick")}
     assert rb.reads_results(jobs["02_reader"], jobs) == {"01_slow"}
     assert rb.reads_results(jobs["01_slow"], jobs) == set()
     logs = []
-    outcomes = rb.rebuild(tmp_path, "quick", log=logs.append, n_jobs=2)
+    outcomes = rb.rebuild(root, "quick", log=logs.append, n_jobs=2)
     assert [o.status for o in outcomes] == ["ran"] * 3, [o.message for o in outcomes]
-    glue = json.loads((tmp_path / "results" / "quick" / "02_reader" / "glue.json").read_text())
-    assert glue == {"found": True}
-    assert any("02_reader" in m and "after 01_slow" in m for m in logs)
+    started = next(i for i, m in enumerate(logs) if "02_reader" in m and ": running" in m)
+    done = next(i for i, m in enumerate(logs) if "01_slow" in m and ": done" in m)
+    assert done < started and "after 01_slow" in logs[started], logs
     jobs["02_reader"].nb.metadata["reads_results"] = "01_slow"
     with pytest.raises(rb.RebuildError, match="reads_results"):
         rb.reads_results(jobs["02_reader"], jobs)

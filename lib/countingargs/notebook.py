@@ -194,7 +194,7 @@ class Run:
             self._write_json("glue.json", self.glued)
         _glue(key, value, display=False)
 
-    def finish(self, **meta: Any) -> Path:
+    def finish(self, **meta: Any) -> None:
         """Write ``run.json``: what the notebook itself knows (seeds, device, sizes, ...).
         The runner merges it into the provenance file."""
         import torch
@@ -214,7 +214,7 @@ class Run:
         }
         info.update({k: plain(v) if not isinstance(v, (list, tuple, dict)) else v
                      for k, v in meta.items()})
-        return self._write_json("run.json", info)
+        self._write_json("run.json", info)   # returns nothing: no path is shown in the page
 
     def _write_json(self, name: str, obj: Any) -> Path:
         path = self.results_dir / name

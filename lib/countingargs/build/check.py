@@ -7,7 +7,9 @@ does not produce, and any CSV whose hash differs from the one in ``provenance.js
 damaged or hand-edited result is caught.
 
 ``replot`` calls every ``@figure`` function of the chapter's ``plots.py`` on the saved tables
-and writes the figures (by default into ``book/figures/``); nothing is trained.
+and writes the figures (by default into ``book/figures/``; for an unpublished override run,
+``--profile quick+<hash>``, into its own ``results/quick+<hash>/<name>/figures/``); nothing is
+trained.
 """
 from __future__ import annotations
 
@@ -140,11 +142,15 @@ def replot(root: Path, profile: str, only: list[str] | None = None,
     names = _notebooks_with_results(root, profile, only)
     if not names:
         raise RebuildError(f"no results in results/{profile}/ to replot")
-    out = Path(out) if out else Path(root) / "book" / "figures"
     use_style()
     written: dict[str, list[Path]] = {}
     for name in names:
         saved = load_saved(root, profile, name)
+        # an unpublished override run (results/<profile>+<hash>/) keeps its figures in its own
+        # folder: redrawing them must not put them into the book
+        published = saved.provenance.get("published", True)
+        dest = Path(out) if out else (Path(root) / "book" / "figures" if published
+                                      else saved.folder / "figures")
         plots = chapters.module(name, "plots")
         files: list[Path] = []
         for label, fn in figure_functions(plots).items():
@@ -153,6 +159,6 @@ def replot(root: Path, profile: str, only: list[str] | None = None,
             prov = saved.provenance  # the same metadata as the run that saved the tables
             info = provenance_metadata(label, name, profile, f"{fn.__module__}.{fn.__qualname__}",
                                        sorted(seen.read), prov.get("commit"), prov.get("dirty"))
-            files.extend(save_figure(fig, label, out, info).values())
+            files.extend(save_figure(fig, label, dest, info).values())
         written[name] = files
     return written

@@ -1,71 +1,117 @@
 """Command line: ``python -m countingargs <command>``.
 
-    rebuild  --profile quick|standard|full [--only NAME ...] [--force] [-p NAME VALUE ...] [--root DIR]
-    render   [--root DIR]                    jupyter-book build (strict: -W -n --keep-going)
+    rebuild  --profile quick|standard|full [--only NAME ...] [--force] [-p NAME VALUE ... [--publish]]
+             [--jobs N] [--threads N] [--root DIR]
+    render   [--root DIR]                    a fresh, strict jupyter-book build (zero warnings)
     build    --profile ... [--only ...]      rebuild, then render
     params   NAME [--root DIR]               a notebook's parameters and each profile's values
     list     [--root DIR]                    the notebooks and profiles
     verify   [--profile P] [--only NAME ...] recompute every glued number from the saved tables
     replot   [--profile P] [--only NAME ...] redraw every figure from the saved tables
+
+Exit codes: 0 ok; 1 a notebook failed or the render had warnings; 2 a bad request (or another
+run holds the book's lock); 130 interrupted by Ctrl-C (143 by SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from . import RebuildError
 from . import runner as rb
+from .lock import root_lock
 from .profiles import load_profiles, timeout_of
-from .sources import RUNNER_PARAMS, declared_parameters, list_notebooks
+from .sources import RUNNER_PARAMS, list_notebooks, parameter_specs
+from .supervisor import Interrupted
+from .values import parse_value
+
+WARNING_RE = re.compile(r"\b(WARNING|ERROR|CRITICAL|SEVERE)\b[:(]")
 
 
 def _root(args) -> Path:
-    return Path(args.root).resolve() if args.root else rb.find_root()
+    return rb.check_root(args.root) if args.root else rb.find_root()
 
 
 def _parse_overrides(pairs) -> dict:
     out = {}
     for name, raw in pairs or []:
-        try:
-            out[name] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[name] = raw
+        if name in out:
+            raise RebuildError(f"-p {name} is given twice")
+        out[name] = parse_value(raw, name)
     return out
 
 
 def cmd_rebuild(args) -> int:
-    outcomes = rb.rebuild(_root(args), args.profile, args.only or None, args.force,
-                          _parse_overrides(args.param), n_jobs=args.jobs, threads=args.threads)
+    overrides = _parse_overrides(args.param)
+    if args.publish and not overrides:
+        raise RebuildError("--publish puts a run with -p overrides into the book; without -p a run "
+                           "of the profile goes into the book anyway")
+    outcomes = rb.rebuild(_root(args), args.profile, args.only or None, args.force, overrides,
+                          n_jobs=args.jobs, threads=args.threads, publish=args.publish)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _jupyter_book() -> str:
+    jb = Path(sys.executable).with_name("jupyter-book")
+    return str(jb) if jb.exists() else "jupyter-book"
+
+
+def render(root: Path, quiet: bool = False) -> int:
+    """Build the book fresh (no cached pages, so every page's warnings are seen on every build)
+    and report: 0 only if jupyter-book succeeded and printed no warning at all."""
+    if not (root / "vendor" / "mathjax" / "tex-mml-chtml.js").exists():
+        print("warning: vendor/mathjax is missing (run `make vendor`): math will not render offline",
+              file=sys.stderr)
+    if not (root / "book" / "generated").is_dir():
+        raise RebuildError("book/generated/ is missing: run `python -m countingargs rebuild` first")
+    t0 = time.perf_counter()
+    for stale in (root / "_build" / "html", root / "_build" / ".doctrees"):
+        shutil.rmtree(stale, ignore_errors=True)
+    # (pages generated from results, e.g. ledger or status pages, are written here, before the build)
+    cmd = [_jupyter_book(), "build", str(root), "--all", "-W", "-n", "--keep-going"]
+    if quiet:
+        cmd.append("-q")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
+    warnings = []
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if WARNING_RE.search(line):
+                warnings.append(line.rstrip())
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        print("render: interrupted; _build/html is incomplete", file=sys.stderr)
+        return 130
+    ok = rc == 0 and not warnings
+    note = "" if ok else f" (exit code {rc}, {len(warnings)} warning(s))"
+    print(f"render: {'ok' if ok else 'FAILED'}{note} in {time.perf_counter() - t0:.1f}s "
+          f"-> {root / '_build' / 'html' / 'index.html'}")
+    for w in warnings[:20]:
+        print(f"  {w}")
+    return rc if rc else (0 if ok else 1)
 
 
 def cmd_render(args) -> int:
     root = _root(args)
-    if not (root / "vendor" / "mathjax" / "tex-mml-chtml.js").exists():
-        print("warning: vendor/mathjax is missing (run `make vendor`): math will not render offline",
-              file=sys.stderr)
-    if not (root / "book" / "generated").exists():
-        raise RebuildError("book/generated/ is empty: run `python -m countingargs rebuild` first")
-    t0 = time.perf_counter()
-    jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
-    if args.quiet:
-        cmd.append("-q")
-    rc = subprocess.call(cmd)
-    print(f"render: {'ok' if rc == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f}s "
-          f"-> {root / '_build' / 'html' / 'index.html'}")
-    return rc
+    with root_lock(root, "render"):
+        return render(root, args.quiet)
 
 
 def cmd_build(args) -> int:
     rc = cmd_rebuild(args)
     if rc:
         return rc
+    if args.param and not args.publish:
+        print("build: the override run is not part of the book (add --publish to render it); "
+              "rendering the book as it is")
     return cmd_render(args)
 
 
@@ -74,13 +120,15 @@ def cmd_params(args) -> int:
     nbs = list_notebooks(root)
     if args.name not in nbs:
         raise RebuildError(f"unknown notebook {args.name!r}; valid notebooks: {', '.join(nbs)}")
-    declared = declared_parameters(nbs[args.name])
+    specs = parameter_specs(nbs[args.name])
     profiles = load_profiles(root)
-    print(f"{args.name}: parameters (default = standard) and profile overrides")
-    for key, default in declared.items():
+    print(f"{args.name}: parameters (default = standard), declared ranges and profile overrides")
+    for key, spec in specs.items():
         if key in RUNNER_PARAMS:
             continue
-        row = [f"  {key} = {default!r}"]
+        row = [f"  {key} = {spec.default!r}"]
+        if spec.conditions:
+            row.append(f"({spec.declared})")
         for p, prof in profiles.items():
             over = (prof.get("notebooks", {}).get(args.name) or {})
             if key in over:
@@ -119,7 +167,9 @@ def cmd_verify(args) -> int:
 def cmd_replot(args) -> int:
     from .check import replot
 
-    written = replot(_root(args), args.profile, args.only or None, args.out)
+    root = _root(args)
+    with root_lock(root, "replot"):
+        written = replot(root, args.profile, args.only or None, args.out)
     for name, files in written.items():
         print(f"{name}: {len(files)} file(s) redrawn")
     return 0
@@ -141,7 +191,11 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run (default: all)")
         p.add_argument("--force", action="store_true", help="rerun even if inputs are unchanged")
         p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                       help="override a parameter of the one notebook given with --only (YAML value)")
+                       help="override a parameter of the one notebook given with --only (a YAML 1.2 "
+                            "/ JSON value: 8, 1e-3, true, \"[4, 8]\"); the run goes to "
+                            "results/<profile>+<hash>/, not into the book")
+        p.add_argument("--publish", action="store_true",
+                       help="put a run with -p overrides into the book (its banner lists them)")
         p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
         p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per notebook (default 1)")
         p.add_argument("--quiet", action="store_true", help="quieter render (build only)")
@@ -174,9 +228,15 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except RebuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (SIGINT) before any notebook started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

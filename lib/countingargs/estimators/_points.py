@@ -93,3 +93,44 @@ def mlp_loss_fn(x: torch.Tensor, y: torch.Tensor, activation: str = "relu",
     return f
 
 
+
+
+def params_norm(params) -> torch.Tensor:
+    """Euclidean norm of each point's whole parameter vector: ``params`` tensor ``(K, ...)`` or
+    dict of ``(K, ...)`` -> ``(K,)``."""
+    star, _, _ = _as_points(params)
+    return torch.sqrt(sum((v.detach().double() ** 2).flatten(1).sum(1) for v in star.values())).float()
+
+
+def balance_relu_mlp(params: Mapping[str, torch.Tensor], n_iter: int = 100,
+                     tol: float = 1e-6) -> dict[str, torch.Tensor]:
+    """The same ReLU networks, rescaled to their balanced (minimum-norm) representative.
+
+    A ReLU unit computes the same network function when its incoming weights and bias are
+    multiplied by ``a > 0`` and its outgoing weights divided by ``a``; the parameter norm is not
+    invariant. This picks, for every hidden unit, the scale at which its incoming norm (weights
+    and bias) equals its outgoing norm -- the point of smallest norm on the rescaling orbit --
+    by alternating passes over the layers until no scale moves by more than ``tol``.
+    ``params``: ``{"w0": (K, d0, d1), "b0": (K, 1, d1), "w1": ...}`` (:func:`mlp_params`);
+    returns new tensors of the same shapes. Units with no incoming or no outgoing weight are
+    left as they are."""
+    p = {k: v.detach().double().clone() for k, v in params.items()}
+    n_layers = sum(1 for k in p if k.startswith("w"))
+    if n_layers < 2 or any(f"w{i}" not in p or f"b{i}" not in p for i in range(n_layers)):
+        raise KeyError(f"expected keys w0, b0, w1, b1, ... (two layers or more), got {sorted(p)}")
+    for _ in range(n_iter):
+        moved = 0.0
+        for i in range(n_layers - 1):
+            w_in, b_in, w_out = p[f"w{i}"], p[f"b{i}"], p[f"w{i + 1}"]
+            norm_in = torch.sqrt((w_in ** 2).sum(1) + (b_in[:, 0] ** 2))  # (K, d)
+            norm_out = torch.sqrt((w_out ** 2).sum(2))  # (K, d)
+            ok = (norm_in > 0) & (norm_out > 0)
+            a = torch.where(ok, torch.sqrt(norm_out / norm_in.clamp_min(1e-300)),
+                            torch.ones_like(norm_in))
+            p[f"w{i}"] = w_in * a[:, None, :]
+            p[f"b{i}"] = b_in * a[:, None, :]
+            p[f"w{i + 1}"] = w_out / a[:, :, None]
+            moved = max(moved, float((a - 1).abs().max()))
+        if moved < tol:
+            break
+    return {k: v.to(params[k].dtype) for k, v in p.items()}

@@ -35,7 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...data.cube import cube as _cube
+from ...nets.seeding import generator, rng, seed_int
+
 CLASSES = ("straightforward", "unread", "cancelled")
+#: the first version of the chapter's LLC setting [step, localization, burn-in] and local-volume
+#: radii (absolute), kept as references outside the verdicts
+FIRST_VERSION_LLC = (1e-4, 100.0, 200)
+FIRST_VERSION_RADII = (1.0, 2.0, 3.0, 4.0)
 STRAIGHT, UNREAD, CANCELLED = 0, 1, 2
 #: per-unit status codes of :func:`classify`
 UNIT_CONST, UNIT_UNREAD, UNIT_USED, UNIT_CANCELLED = 0, 1, 2, 3
@@ -44,12 +51,13 @@ UNIT_CONST, UNIT_UNREAD, UNIT_USED, UNIT_CANCELLED = 0, 1, 2, 3
 # =============================================================================================
 # 1. exact counting
 def cube(n: int) -> torch.Tensor:
-    """All ``2^n`` points of ``{0,1}^n`` as an int tensor ``(2^n, n)``; row ``i`` is the binary
-    expansion of ``i`` with bit ``k`` (value ``2^k``) in column ``k``."""
+    """All ``2^n`` points of ``{0,1}^n`` as an int tensor ``(2^n, n)`` in the book's bit order
+    (:mod:`countingargs.data.cube`: row ``i`` is the binary expansion of ``i``, ``x_1`` most
+    significant). A truth table ``bits[x]`` is encoded by :func:`func_code` with row ``x`` as
+    bit ``x``, so ``x_1 AND x_2`` is ``0b1000`` and ``x_1`` is ``0b1100``."""
     if not 1 <= n <= 12:
         raise ValueError(f"n must be in 1..12, got {n}")
-    i = torch.arange(2 ** n)
-    return ((i[:, None] >> torch.arange(n)[None, :]) & 1).to(torch.int64)
+    return _cube(n).to(torch.int64)
 
 
 def ternary_grid(d: int) -> torch.Tensor:
@@ -83,56 +91,62 @@ def hidden_functions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return bits[first], counts
 
 
-def _variants(h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (non-empty subset S of units, constant assignment on S): masks and constants
-    ``(V, H)``."""
-    masks, consts = [], []
-    for r in range(1, h + 1):
-        for sub in itertools.combinations(range(h), r):
-            for vals in itertools.product((0, 1), repeat=r):
-                m, k = [0] * h, [0] * h
-                for j, val in zip(sub, vals):
-                    m[j], k[j] = 1, val
-                masks.append(m)
-                consts.append(k)
-    return torch.tensor(masks), torch.tensor(consts)
+def _subsets(h: int) -> torch.Tensor:
+    """Every non-empty subset of ``h`` units as a 0/1 mask: ``(2^h - 1, h)`` int64."""
+    i = torch.arange(1, 2 ** h)
+    return (i[:, None] >> torch.arange(h)) & 1
 
 
 def classify(hidden: torch.Tensor, v: torch.Tensor, c: torch.Tensor):
     """Classify threshold networks given their hidden truth tables and output layer.
 
     ``hidden``: ``(R, H, X)`` 0/1 (unit ``j``'s value on each input), ``v``: ``(R, H)`` output
-    weights, ``c``: ``(R,)`` output bias. The output is ``[v.h + c > 0]``.
+    weights in ``{-1, 0, 1}``, ``c``: ``(R,)`` integer output bias. The output is
+    ``[v.h + c > 0]``.
 
     Returns ``(out_code (R,), net_class (R,), unit_status (R, H))``: the output function's
     code (:func:`func_code`), the class (``STRAIGHT``/``UNREAD``/``CANCELLED``) and per-unit
     status (``UNIT_CONST``/``UNIT_UNREAD``/``UNIT_USED``/``UNIT_CANCELLED``). A read,
-    non-constant unit is *cancelled* when some set of units containing it can be replaced by
-    constants (each 0 or 1) without changing the output on any input.
+    non-constant unit is *cancelled* when some set ``S`` of units containing it can be replaced
+    by constants (each 0 or 1) without changing the output on any input.
+
+    The search runs over the ``2^H - 1`` sets ``S``, not over (set, constants) pairs: replacing
+    ``S`` by constants shifts the output's pre-activation by ``s = sum_{j in S} v_j c_j``, and as
+    ``v_j`` is in ``{-1, 0, 1}`` the reachable shifts are exactly the integers from ``-#{v_j = -1}``
+    to ``#{v_j = +1}``. ``S`` works iff some reachable integer ``s`` keeps every input on its side:
+    ``s >= 1 - p(x)`` where the output is 1 and ``s <= -p(x)`` where it is 0 (``p`` the
+    pre-activation without ``S``). Equal to the search over every (set, constants) pair (a test
+    checks it against that search).
     """
     if hidden.dim() != 3 or v.shape != hidden.shape[:2] or c.shape != hidden.shape[:1]:
         raise ValueError(f"shapes: hidden (R, H, X), v (R, H), c (R,); got {tuple(hidden.shape)}, "
                          f"{tuple(v.shape)}, {tuple(c.shape)}")
+    if v.numel() and int(v.abs().max()) > 1:
+        raise ValueError("output weights v must lie in {-1, 0, 1}")
     hidden, v, c = hidden.to(torch.int64), v.to(torch.int64), c.to(torch.int64)
     h = hidden.shape[1]
-    vh = (v[:, :, None] * hidden).to(torch.float32)  # (R, H, X): unit j's contribution
-    pre = vh.sum(1) + c[:, None].to(torch.float32)  # (R, X)
+    vh = v[:, :, None] * hidden  # (R, H, X): unit j's contribution
+    pre = vh.sum(1) + c[:, None]  # (R, X)
     out = pre > 0
-    nonconst = (hidden.amax(-1) != hidden.amin(-1))  # (R, H)
+    nonconst = hidden.amax(-1) != hidden.amin(-1)  # (R, H)
     read = v != 0
-    masks, consts = _variants(h)  # (V, H)
     # A constant output survives replacing every unit by its value at any one input, so there
     # every read non-constant unit is removable; only the other rows need the search below.
     const_out = out.all(-1) | ~out.any(-1)
     removable = (nonconst & read) & const_out[:, None]
     todo = torch.nonzero(~const_out & (nonconst & read).any(1)).squeeze(1)
     if len(todo):
-        vt, pt, ot = vh[todo], pre[todo], out[todo]
-        # pre' = pre - sum_{j in S} v_j h_j(x) + sum_{j in S} v_j const_j  (small integers: exact)
-        removed = torch.einsum("vh,rhx->vrx", masks.to(torch.float32), vt)  # (V, R', X)
-        added = (masks * consts).to(torch.float32) @ v[todo].T.to(torch.float32)  # (V, R')
-        same = (((pt[None] - removed + added[:, :, None]) > 0) == ot[None]).all(-1)  # (V, R')
-        removable[todo] = (same.to(torch.float32).T @ masks.to(torch.float32)) > 0
+        m = _subsets(h).to(torch.float32)  # (S, H); small integers: float32 is exact
+        p_rest = pre[todo].to(torch.float32)[None] - torch.einsum("sh,rhx->srx", m,
+                                                                   vh[todo].to(torch.float32))
+        vt = v[todo].to(torch.float32)
+        lo = -(m @ (vt < 0).to(torch.float32).T)  # (S, R'): most negative shift
+        hi = m @ (vt > 0).to(torch.float32).T
+        o = out[todo][None]  # (1, R', X)
+        big = torch.tensor(float(2 * (h + int(c.abs().max()) + 2)))  # beyond any |1 - p|
+        lo = torch.maximum(lo, torch.where(o, 1 - p_rest, -big).amax(-1))
+        hi = torch.minimum(hi, torch.where(o, big, -p_rest).amin(-1))
+        removable[todo] = ((lo <= hi).to(torch.float32).T @ m) > 0
     status = torch.full_like(v, UNIT_CONST)
     status[nonconst & ~read] = UNIT_UNREAD
     status[nonconst & read] = UNIT_USED
@@ -209,6 +223,40 @@ def enumerate_threshold_nets(n: int, h: int, chunk: int = 65536) -> dict:
             "hidden_bits": bits.numpy(), "hidden_mult": mult.numpy()}
 
 
+def sample_threshold_nets(n: int, h: int, n_samples: int, seed: int,
+                          chunk: int = 16384) -> pd.DataFrame:
+    """Class counts per target function from ``n_samples`` configurations drawn uniformly from
+    ``{-1, 0, 1}^P`` (every weight and bias independent and uniform), classified by
+    :func:`classify`: the sampled counterpart of :func:`enumerate_threshold_nets` for sizes
+    beyond exhaustive enumeration.
+
+    Chunk ``i`` (of ``chunk`` configurations) uses the generator
+    :func:`countingargs.nets.seeding.generator` of ``(seed, i)``: the counts depend only on
+    ``(seed, n_samples, chunk)``. Returns one row per function code
+    that was drawn at least once: ``n, h, f_code, k_straightforward, k_unread, k_cancelled,
+    n_samples`` (the configurations are i.i.d., so the counts are multinomial)."""
+    if n < 1 or h < 1 or n > 4:
+        raise ValueError(f"need 1 <= n <= 4 and h >= 1, got n={n}, h={h}")
+    if n_samples < 1 or chunk < 1:
+        raise ValueError(f"need n_samples >= 1 and chunk >= 1, got {n_samples}, {chunk}")
+    x = cube(n)
+    p = h * (n + 1) + h + 1
+    n_codes = 2 ** (2 ** n)
+    counts = torch.zeros(n_codes * 3, dtype=torch.int64)
+    for i, lo in enumerate(range(0, n_samples, chunk)):
+        r = min(chunk, n_samples - lo)
+        cfg = torch.randint(-1, 2, (r, p), generator=generator(seed, i))
+        hw = cfg[:, : h * (n + 1)].reshape(r, h, n + 1)
+        hidden = ((torch.einsum("xi,rhi->rhx", x, hw[:, :, :n]) + hw[:, :, n:]) > 0).to(torch.int64)
+        code, net, _ = classify(hidden, cfg[:, h * (n + 1): h * (n + 1) + h], cfg[:, -1])
+        counts += torch.bincount(code * 3 + net, minlength=n_codes * 3)
+    counts = counts.reshape(n_codes, 3).numpy()
+    seen = np.nonzero(counts.sum(1))[0]
+    return pd.DataFrame({"n": n, "h": h, "f_code": seen, "k_straightforward": counts[seen, 0],
+                         "k_unread": counts[seen, 1], "k_cancelled": counts[seen, 2],
+                         "n_samples": n_samples})
+
+
 def enumerate_bruteforce(n: int, h: int) -> np.ndarray:
     """Class counts per function code by listing every configuration (small sizes only):
     ``(2^(2^n), 3)`` int64. Independent of the factorisation in
@@ -227,14 +275,23 @@ def enumerate_bruteforce(n: int, h: int) -> np.ndarray:
 
 
 def support(code: int, n: int) -> frozenset:
-    """The input variables a Boolean function (given by its code) depends on."""
+    """The input variables (column indices of :func:`cube`) a Boolean function depends on."""
+    x = cube(n)
     bits = (int(code) >> torch.arange(2 ** n)) & 1
     dep = set()
     for k in range(n):
-        flip = torch.arange(2 ** n) ^ (1 << k)
-        if bool((bits != bits[flip]).any()):
+        flipped = x.clone()
+        flipped[:, k] ^= 1
+        partner = func_code_rows(flipped)
+        if bool((bits != bits[partner]).any()):
             dep.add(k)
     return frozenset(dep)
+
+
+def func_code_rows(x: torch.Tensor) -> torch.Tensor:
+    """Row index in :func:`cube` of each point ``x (R, n)`` (0/1 ints)."""
+    n = x.shape[1]
+    return (x.to(torch.int64) << torch.arange(n - 1, -1, -1)).sum(1)
 
 
 def counting_table(res: dict) -> pd.DataFrame:
@@ -271,12 +328,10 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
     """The candidate "llamas": Boolean features of the cube, each kept up to complement.
 
     Literals ``x_k``; conjunctions of two literals; parities of 2 and 3 bits; ``n_random``
-    random balanced functions (seeded). Bit order follows :func:`countingargs.volume.cube`.
+    random balanced functions (seeded). Bit order: :mod:`countingargs.data.cube`.
     Returns a DataFrame ``kind, name, bits`` (``bits``: numpy bool ``(2^n,)``), deduplicated
     up to complement, constants excluded."""
-    from ...nets.sampler import cube as vcube
-
-    x = vcube(n_inputs).numpy().astype(bool)
+    x = _cube(n_inputs).numpy().astype(bool)
     rows = []
     for k in range(n_inputs):
         rows.append(("literal", f"x{k + 1}", x[:, k]))
@@ -288,10 +343,10 @@ def feature_family(n_inputs: int = 7, n_random: int = 256, seed: int = 0) -> pd.
         for sub in itertools.combinations(range(n_inputs), r):
             rows.append(("parity", "^".join(f"x{k + 1}" for k in sub),
                          np.logical_xor.reduce(x[:, list(sub)], axis=1)))
-    rng = np.random.default_rng(seed)
+    gen = rng("llama-family", seed)
     for i in range(n_random):
         b = np.zeros(2 ** n_inputs, dtype=bool)
-        b[rng.permutation(2 ** n_inputs)[: 2 ** (n_inputs - 1)]] = True
+        b[gen.permutation(2 ** n_inputs)[: 2 ** (n_inputs - 1)]] = True
         rows.append(("random", f"r{i}", b))
     seen, out = set(), []
     for kind, name, b in rows:
@@ -346,14 +401,19 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
     ridge 1e-6)
     of that layer's activations gets its sign right on all inputs.
 
+    Every ``g`` (not only the family's): a unit computes *some* non-constant ``g`` when its
+    activation takes more than one value over the inputs (range above 1e-6).
+
     Returns per network ``(M,)`` tensors: ``out_words (M, W)``, ``n_llama_units``,
     ``any_llama``, ``any_fed_llama``, ``any_unfed_llama`` (some llama unit, none of the llama
     units feeds), ``n_distinct_g`` (family features computed exactly by some unit),
-    ``n_decodable`` (family features decodable from either layer), ``n_units_fed``.
+    ``n_decodable`` (family features decodable from either layer), ``n_units_fed``,
+    ``n_units_nonconst`` (units computing some non-constant ``g``), ``any_nonconst`` and
+    ``any_fed`` (some unit feeds the output; a unit that feeds is non-constant).
     """
-    from ...nets.sampler import cube as vcube, forward_block, unpack_params, pack_bits
+    from ...nets.sampler import forward_block, pack_bits, unpack_params
 
-    x_t = vcube(n_inputs).T.contiguous()
+    x_t = _cube(n_inputs).T.contiguous()
     out, hid = forward_block(params, x_t, n_inputs, list(hidden), "relu", return_hidden=True)
     hid = [h.transpose(1, 2).contiguous() for h in hid]  # (M, L, h)
     layers = unpack_params(params, n_inputs, list(hidden))
@@ -379,11 +439,13 @@ def llama_units(params: torch.Tensor, family_words: torch.Tensor, family_bits: t
         pred = (a @ coef).float()  # (M, L, F)
         dec |= ((pred > 0) == (t > 0)).all(1)
     dec &= ~is_f
+    nonconst = (units.amax(1) - units.amin(1)) > 1e-6  # (M, U)
     return {"out_words": pack_bits(out > 0), "n_llama_units": llama_unit.sum(1),
             "any_llama": llama_unit.any(1), "any_fed_llama": (llama_unit & fed).any(1),
             "any_unfed_llama": llama_unit.any(1) & ~(llama_unit & fed).any(1),
             "n_distinct_g": eq.any(1).sum(1), "n_decodable": dec.sum(1),
-            "n_units_fed": fed.sum(1)}
+            "n_units_fed": fed.sum(1), "n_units_nonconst": nonconst.sum(1),
+            "any_nonconst": nonconst.any(1), "any_fed": (fed & nonconst).any(1)}
 
 
 def sample_llamas(n_nets: int, seed: int, family: pd.DataFrame, sigma_w: float = 1.0,
@@ -447,7 +509,7 @@ def llama_features(x_train: torch.Tensor, x_other: torch.Tensor, k: int, seed: i
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     mu, sd = x_train.mean(0), x_train.std(0) + 0.1
-    g = torch.Generator().manual_seed(int(seed))
+    g = generator("llama-features", int(seed))
     d = x_train.shape[1]
     p = torch.randn(d, k, generator=g) / math.sqrt(d)
     q = torch.randn(d, k, generator=g) / math.sqrt(d)
@@ -459,30 +521,6 @@ def llama_features(x_train: torch.Tensor, x_other: torch.Tensor, k: int, seed: i
     zt = raw(x_train)
     zm, zs = zt.mean(0), zt.std(0)
     return (zt - zm) / zs, (raw(x_other) - zm) / zs
-
-
-def probe_r2(h_train: torch.Tensor, z_train: torch.Tensor, h_test: torch.Tensor,
-             z_test: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
-    """Held-out R^2 of a ridge linear read-out (with bias) from features ``h`` to targets ``z``.
-
-    ``h_train (M, N, d)`` or ``(N, d)``; ``z_train (N, k)`` shared, or ``(M, N, k)`` one set of
-    targets per network (likewise ``z_test``); returns ``(M, k)`` (or ``(k,)``):
-    ``1 - SSE / SST`` on the test inputs, per target. Features are standardised on the
-    training inputs first; ``ridge`` is relative to the number of training inputs."""
-    single = h_train.dim() == 2
-    if single:
-        h_train, h_test = h_train[None], h_test[None]
-    mu, sd = h_train.mean(1, keepdim=True), h_train.std(1, keepdim=True) + 1e-6
-    a = torch.cat([(h_train - mu) / sd, torch.ones(*h_train.shape[:2], 1)], 2).double()
-    b = torch.cat([(h_test - mu) / sd, torch.ones(*h_test.shape[:2], 1)], 2).double()
-    gram = a.transpose(1, 2) @ a + ridge * a.shape[1] * torch.eye(a.shape[2], dtype=a.dtype)
-    coef = torch.linalg.solve(gram, a.transpose(1, 2) @ z_train.double())
-    pred = b @ coef
-    zt = z_test.double()
-    zc = zt - zt.mean(-2, keepdim=True)
-    r2 = 1 - ((pred - zt) ** 2).sum(-2) / (zc ** 2).sum(-2)
-    r2 = r2.float()
-    return r2[0] if single else r2
 
 
 def _per_network(z: torch.Tensor, s: int) -> torch.Tensor:
@@ -501,64 +539,60 @@ def train_llama_pairs(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, seeds, 
     """Train, as one batch, a *plain* network and a *llama* network for every seed, from the
     same initialisation (network ``i`` and ``i + S`` share seed ``seeds[i]``).
 
-    Both minimise the digit cross-entropy (full batch, Adam); the llama network also minimises
-    ``aux_weight`` x the mean squared error of a linear head from the *last hidden layer* to
-    the llama features ``z`` ("draw the llama"): ``(N, k)`` shared by every seed, or
-    ``(S, N, k)``, seed ``i``'s own llama. Each network is frozen into a snapshot
-    the first step its training cross-entropy is ``<= target_loss`` (matched task loss); the
-    head is then discarded ("delete it").
+    Both minimise the digit cross-entropy (full batch, Adam, :func:`countingargs.nets.train.
+    train_until`); the llama network also minimises ``aux_weight`` x the mean squared error of a
+    linear head from the *last hidden layer* to the llama features ``z`` ("draw the llama"):
+    ``(N, k)`` shared by every seed, or ``(S, N, k)``, seed ``i``'s own llama. Each network is
+    frozen the first step its training cross-entropy is ``<= target_loss`` (matched task loss);
+    the head is then discarded ("delete it").
 
-    Returns ``(model, info)``: a :class:`countingargs.BatchedMLP` of the ``2S`` snapshots (plain
-    first) and a DataFrame ``seed, condition, reached, steps, train_ce, aux_mse``.
+    Returns ``(model, info)``: a :class:`~countingargs.nets.mlp.BatchedMLP` of the ``2S``
+    networks as frozen (plain first) and a DataFrame ``seed, condition, reached, steps,
+    train_ce, aux_mse`` (cross-entropy and head error of the frozen networks).
     """
-    from ...nets.losses import cross_entropy as batched_cross_entropy
-    from ...nets.mlp import BatchedMLP
+    from ...nets.losses import cross_entropy
+    from ...nets.mlp import BatchedMLP, forward
+    from ...nets.train import train_until
 
     seeds = [int(s) for s in seeds]
     s = len(seeds)
     if s < 1:
         raise ValueError("need at least one seed")
     sizes = [x.shape[1], *hidden, int(y.max()) + 1]
-    model = BatchedMLP(2 * s, sizes, seeds=seeds + seeds)
+    init = [seed_int("llama-init", sd) for sd in seeds]
+    model = BatchedMLP(2 * s, sizes, seeds=init + init)
     z = _per_network(z, s)
     k = z.shape[-1]
-    g = torch.Generator().manual_seed(10_007 + seeds[0])
-    head_w = torch.nn.Parameter(torch.randn(2 * s, hidden[-1], k, generator=g) / math.sqrt(hidden[-1]))
-    head_b = torch.nn.Parameter(torch.zeros(2 * s, 1, k))
+    head_w = torch.stack([torch.randn(hidden[-1], k, generator=generator("llama-head", sd))
+                          for sd in seeds + seeds]) / math.sqrt(hidden[-1])
+    head_b = torch.zeros(2 * s, 1, k)
     alpha = torch.cat([torch.zeros(s), torch.full((s,), float(aux_weight))])
-    opt = torch.optim.Adam(list(model.parameters()) + [head_w, head_b], lr=lr)
-    snap_w = [w.detach().clone() for w in model.weights]
-    snap_b = [b.detach().clone() for b in model.biases]
-    reached = torch.zeros(2 * s, dtype=torch.bool)
-    steps = torch.full((2 * s,), -1)
-    ce_at = torch.full((2 * s,), float("nan"))
-    aux_at = torch.full((2 * s,), float("nan"))
-    for t in range(max_steps):
-        logits, hid = model(x, return_hidden=True)
-        ce = batched_cross_entropy(logits, y)
-        aux = ((torch.baddbmm(head_b, hid[-1], head_w) - z) ** 2).mean((1, 2))
-        new = (ce.detach() <= target_loss) & ~reached
-        if new.any():
-            for i, w in enumerate(model.weights):
-                snap_w[i][new] = w.detach()[new]
-            for i, b in enumerate(model.biases):
-                snap_b[i][new] = b.detach()[new]
-            reached |= new
-            steps[new] = t
-            ce_at[new] = ce.detach()[new]
-            aux_at[new] = aux.detach()[new]
-        if bool(reached.all()):
-            break
-        opt.zero_grad()
-        (ce + alpha * aux).sum().backward()
-        opt.step()
+    n_layers = len(model.weights)
+
+    def losses(params, ids):
+        """(task cross-entropy, head error) of networks ``ids``, each ``(len(ids),)``."""
+        layers = [(params[2 * i], params[2 * i + 1]) for i in range(n_layers)]
+        logits, hid = forward(layers, x, return_hidden=True)
+        aux = ((torch.baddbmm(params[-1], hid[-1], params[-2]) - z[ids]) ** 2).mean((1, 2))
+        return cross_entropy(logits, y), aux
+
+    def loss_fn(params, ids, step):
+        ce, aux = losses(params, ids)
+        return ce + alpha[ids] * aux
+
+    start = [t.detach() for w, b in model.layers() for t in (w, b)] + [head_w, head_b]
+    res = train_until(start, loss_fn, lr=lr, max_steps=max_steps, optimizer="adam",
+                      reached=lambda p, ids, step: losses(p, ids)[0] <= target_loss)
     with torch.no_grad():
-        for i in range(len(snap_w)):
-            model.weights[i].copy_(snap_w[i])
-            model.biases[i].copy_(snap_b[i])
+        for i in range(n_layers):
+            model.weights[i].copy_(res.params[2 * i])
+            model.biases[i].copy_(res.params[2 * i + 1])
+        ce, aux = losses(res.params, torch.arange(2 * s))
+    reached = res.reached
     info = pd.DataFrame({"seed": seeds + seeds, "condition": ["plain"] * s + ["llama"] * s,
-                         "reached": reached.numpy(), "steps": steps.numpy(),
-                         "train_ce": ce_at.numpy(), "aux_mse": aux_at.numpy()})
+                         "reached": reached, "steps": np.where(reached, res.steps, -1),
+                         "train_ce": np.where(reached, ce.numpy(), np.nan),
+                         "aux_mse": np.where(reached, aux.numpy(), np.nan)})
     return model, info
 
 
@@ -578,6 +612,8 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
     ``r2_controls_q`` (the ``level`` quantile of the group scores), ``r2_input_llama`` (probe
     from the pixels), ``llama_rank`` (fraction of control groups the llama beats) and
     ``specific``."""
+    from ...estimators.probes import ridge_r2_heldout
+
     k, kc = z_train.shape[-1], c_train.shape[-1]
     if kc < k:
         raise ValueError(f"need at least as many control features ({kc}) as llama features ({k})")
@@ -587,11 +623,13 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
         _, htr = model(x_train, return_hidden=True)
         _, hte = model(x_test, return_hidden=True)
     m = htr[-1].shape[0]
-    r_l = probe_r2(htr[-1], z_train, hte[-1], z_test)  # (M, k)
-    r_c = probe_r2(htr[-1], c_train, hte[-1], c_test)  # (M, kc)
-    r_in = probe_r2(x_train.expand(m, *x_train.shape), z_train, x_test.expand(m, *x_test.shape),
-                    z_test)  # (M, k)
-    g = torch.Generator().manual_seed(int(seed))
+    # held-out probes: the hidden layer (32 units) is fitted on the training digits and scored
+    # on the test digits, so a probe cannot score by memorising
+    r_l = ridge_r2_heldout(htr[-1], z_train, hte[-1], z_test)  # (M, k)
+    r_c = ridge_r2_heldout(htr[-1], c_train, hte[-1], c_test)  # (M, kc)
+    r_in = ridge_r2_heldout(x_train.expand(m, *x_train.shape), z_train,
+                            x_test.expand(m, *x_test.shape), z_test)  # (M, k)
+    g = generator("control-groups", int(seed))
     groups = torch.stack([torch.randperm(kc, generator=g)[:k] for _ in range(n_groups)])  # (G, k)
     group_scores = r_c[:, groups].mean(-1)  # (M, G)
     score = r_l.mean(1)
@@ -604,3 +642,235 @@ def encoding_table(model, x_train, x_test, z_train, z_test, c_train, c_test, inf
     out["llama_rank"] = (score[:, None] > group_scores).float().mean(1).numpy()
     out["specific"] = (score > q).numpy()
     return out
+
+
+# =============================================================================================
+# the notebook's runs: each returns tidy tables
+def run_enumeration(enum_sizes) -> pd.DataFrame:
+    """Exact counts for every ``[n, h]`` in ``enum_sizes``: the rows of :func:`counting_table`
+    for each size, with ``log10_ratio_free`` = log10((unread + cancelled) / straightforward)
+    (nan when the extra volume is 0), plus ``n_params`` and ``n_configs`` of the size."""
+    from ...stats import progress
+
+    if any(len(s) != 2 for s in enum_sizes):
+        raise ValueError("enum_sizes must be a list of [inputs, hidden units] pairs")
+    parts = []
+    for n_in, h in progress(enum_sizes, desc="enumerate"):
+        res = enumerate_threshold_nets(int(n_in), int(h))
+        if res["counted"] != res["n_configs"]:
+            raise RuntimeError(f"enumeration of n={n_in}, H={h} counted {res['counted']} of "
+                               f"{res['n_configs']}")
+        t = counting_table(res)
+        extra = t.v_unread + t.v_cancelled
+        with np.errstate(divide="ignore"):
+            t["log10_ratio_free"] = np.where(extra > 0, np.log10(extra / t.v_straightforward), np.nan)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def run_sampled_counts(sizes, n_samples: int) -> pd.DataFrame:
+    """:func:`sample_threshold_nets` at every ``[n, h]`` of ``sizes`` (stream
+    ``seed_int("threshold-sampling", n, h)``), ``n_samples`` configurations each."""
+    from ...stats import progress
+
+    if any(len(s) != 2 for s in sizes):
+        raise ValueError("sampled sizes must be a list of [inputs, hidden units] pairs")
+    return pd.concat([sample_threshold_nets(int(n), int(h), int(n_samples),
+                                            seed_int("threshold-sampling", int(n), int(h)))
+                      for n, h in progress(sizes, desc="sample sizes")], ignore_index=True)
+
+
+def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, sigma_b: float,
+                 max_analysed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Experiment 2 over independent sampling streams ``seeds`` (stream ``s`` draws with
+    ``seed_int("llama-sampling", s)``): ``(networks, counts)``, the analysed networks of
+    :func:`sample_llamas` for every stream (column ``seed`` = ``s``), and per stream ``seed,
+    n_nets, n_constant, n_distinct_functions``."""
+    from ...stats import progress
+
+    parts, counts = [], []
+    for s in progress(seeds, desc="sample"):
+        d = sample_llamas(n_nets, seed_int("llama-sampling", s), family, sigma_w=sigma_w,
+                          sigma_b=sigma_b, max_analysed=max_analysed)
+        d["seed"] = s
+        parts.append(d)
+        f_counts = d.attrs["f_counts"]
+        n_const = sum(v for k, v in f_counts.items() if k in ("00" * 16, "ff" * 16))
+        counts.append({"seed": s, "n_nets": n_nets, "n_constant": n_const,
+                       "n_distinct_functions": len(f_counts), "family_size": len(family)})
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(counts)
+
+
+def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weight: float,
+                 lr: float, target_loss: float, max_steps: int):
+    """Experiment 3, training: a plain and a llama network per seed on the digits (each seed
+    with its own llama), frozen at ``target_loss``; their encoding of the llama against control
+    features (:func:`encoding_table`), test accuracy and weight norm.
+
+    Returns ``(trained, model, data)``: the table (one row per network, plain first), the
+    :class:`~countingargs.nets.mlp.BatchedMLP` of the ``2 S`` networks and ``data`` (a dict with
+    the training inputs ``x (N, 64)`` and labels ``y (N,)``, for the LLC and volume)."""
+    from ...data.digits import digits_split
+    from ...estimators.llc import mlp_params
+    from ...estimators.volume import balance_relu_mlp, params_norm
+
+    split = digits_split()
+    xtr, ytr, xte = split.x_pool, split.y_pool, split.x_test
+    seeds = [int(s) for s in seeds]
+    zz = [llama_features(xtr, xte, llama_k, seed=seed_int("llama", s)) for s in seeds]
+    z_tr, z_te = torch.stack([a for a, _ in zz]), torch.stack([b for _, b in zz])
+    c_tr, c_te = llama_features(xtr, xte, n_controls, seed=seed_int("controls"))
+    model, info = train_llama_pairs(xtr, ytr, z_tr, seeds, hidden=(hidden, hidden),
+                                    aux_weight=aux_weight, lr=lr, target_loss=target_loss,
+                                    max_steps=max_steps)
+    enc = encoding_table(model, xtr, xte, z_tr, z_te, c_tr, c_te, info)
+    with torch.no_grad():
+        logits = model(xte)
+    enc["test_acc"] = (logits.argmax(-1) == split.y_test).float().mean(1).numpy()
+    params = mlp_params(model)
+    enc["weight_norm"] = params_norm(params).numpy()
+    enc["weight_norm_balanced"] = params_norm(balance_relu_mlp(params)).numpy()
+    return enc, model, {"x": xtr, "y": ytr}
+
+
+def _pair_index(trained: pd.DataFrame, n_pairs: int) -> list[int]:
+    """Rows of the first ``n_pairs`` plain networks and their llama partners."""
+    s = len(trained) // 2
+    if n_pairs > s:
+        raise ValueError(f"llc_seeds ({n_pairs}) cannot exceed train_seeds ({s})")
+    return list(range(n_pairs)) + [s + i for i in range(n_pairs)]
+
+
+def _balanced_pairs(model, trained: pd.DataFrame, n_pairs: int):
+    """``(idx, params)``: the rows of the measured pairs and their weights rescaled to the
+    balanced representative (:func:`countingargs.estimators.volume.balance_relu_mlp`; same
+    functions, same losses, smallest norm on the ReLU rescaling orbit)."""
+    from ...estimators.llc import mlp_params
+    from ...estimators.volume import balance_relu_mlp
+
+    idx = _pair_index(trained, n_pairs)
+    return idx, balance_relu_mlp(mlp_params(model, idx))
+
+
+def run_network_checks(model, data: dict, trained: pd.DataFrame, n_pairs: int) -> pd.DataFrame:
+    """What the estimators need to know about each measured network (balanced weights): one row
+    per network, ``seed, condition, reached, init_loss, weight_norm`` (balanced),
+    ``grad_norm`` (of the training loss at the network) and ``top_eig`` (largest Hessian
+    eigenvalue of the training loss, by power iteration)."""
+    from ...estimators import llc
+    from ...estimators.volume import params_norm
+
+    idx, params = _balanced_pairs(model, trained, n_pairs)
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    loss = loss_fn(theta)
+    grads = torch.autograd.grad(loss.sum(), list(theta.values()))
+    gnorm = torch.sqrt(sum((g ** 2).flatten(1).sum(1) for g in grads))
+    eig = llc.top_hessian_eigenvalue(loss_fn, params, n_iter=30, seed=seed_int("hessian"))
+    rows = trained.iloc[idx][["seed", "condition", "reached"]].reset_index(drop=True)
+    rows["init_loss"] = loss.detach().numpy()
+    rows["weight_norm"] = params_norm(params).numpy()
+    rows["grad_norm"] = gnorm.detach().numpy()
+    rows["top_eig"] = eig
+    return rows
+
+
+def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *, n_chains: int,
+            n_draws: int, reference=FIRST_VERSION_LLC) -> pd.DataFrame:
+    """LLC of the task loss for the first ``n_pairs`` pairs (balanced weights) under each
+    ``[step, localization, burn-in]`` of ``settings`` (the first is the main one), and under the
+    ``reference`` setting (the first version's; ``None`` to skip it), with ``n_beta = n / log n``.
+    One row per setting x network: ``setting, main, reference, step_size, localization,
+    n_burnin, n_draws, n_beta, seed, condition, reached, llc, llc_chain_std, init_loss, diverged,
+    drift`` (``n_beta`` x (mean sampled loss in the second half of the draws minus the first
+    half): how far the estimate was still moving, in LLC units)."""
+    from ...estimators import llc
+    from ...stats import progress
+
+    idx, params = _balanced_pairs(model, trained, n_pairs)
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    runs = [list(s) for s in settings] + ([list(reference)] if reference is not None else [])
+    rows = []
+    for si, (step, loc, burnin) in enumerate(progress(runs, desc="llc")):
+        r = llc.estimate_llc_batch(loss_fn, params, len(data["y"]), step_size=step,
+                                   localization=loc, n_chains=n_chains, n_draws=n_draws,
+                                   n_burnin=int(burnin), seed=seed_int("llc", si))
+        for j, net in enumerate(idx):
+            rows.append({"setting": si, "main": si == 0, "reference": si >= len(settings),
+                         "step_size": step, "localization": loc,
+                         "n_burnin": int(burnin), "n_draws": n_draws,
+                         "n_beta": r["settings"]["n_beta"],
+                         "seed": int(trained.seed.iloc[net]),
+                         "condition": trained.condition.iloc[net],
+                         "reached": bool(trained.reached.iloc[net]), "llc": r["llc_mean"][j],
+                         "llc_chain_std": r["llc_std"][j], "init_loss": r["init_loss"][j],
+                         "diverged": bool(r["diverged"][j]), "drift": r["drift"][j]})
+    return pd.DataFrame(rows)
+
+
+def run_volume(model, data: dict, trained: pd.DataFrame, n_pairs: int, radii_rel, tol: float,
+               n_samples: int, radii_abs=FIRST_VERSION_RADII) -> pd.DataFrame:
+    """Local volume of the first ``n_pairs`` pairs (balanced weights), at radii relative to each
+    network's norm (``kind = "relative"``, the comparison that controls for norm) and at the
+    absolute radii of the first version of the chapter (``kind = "absolute"``). One row per
+    network x radius: ``kind, radius_rel, radius, seed, condition, reached, weight_norm,
+    fraction, mean_increase``; the same random directions for every network."""
+    from ...estimators import llc
+    from ...estimators.volume import local_volume_batch, params_norm
+
+    idx, params = _balanced_pairs(model, trained, n_pairs)
+    norm = params_norm(params).double().numpy()
+    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    rel = np.asarray(radii_rel, dtype=float)
+    rows = []
+    for kind, radii in (("relative", rel[None, :] * norm[:, None]),
+                        ("absolute", np.asarray(radii_abs, dtype=float))):
+        vol = local_volume_batch(loss_fn, params, radii, tol, n_samples=n_samples,
+                                 seed=seed_int("volume"))
+        r2 = np.broadcast_to(radii, (len(idx), radii.shape[-1]))
+        for j, net in enumerate(idx):
+            for ri in range(r2.shape[1]):
+                rows.append({"kind": kind, "radius_rel": r2[j, ri] / norm[j],
+                             "radius": r2[j, ri], "seed": int(trained.seed.iloc[net]),
+                             "condition": trained.condition.iloc[net],
+                             "reached": bool(trained.reached.iloc[net]),
+                             "weight_norm": norm[j], "fraction": vol["fraction"][j, ri],
+                             "mean_increase": vol["mean_increase"][j, ri]})
+    return pd.DataFrame(rows)
+
+
+def run_toys(settings, *, n: int, n_chains: int, n_draws: int) -> pd.DataFrame:
+    """The LLC estimator on the toys with known learning coefficients
+    (:data:`countingargs.estimators.llc.TOYS`) at each of the chapter's ``[step, localization,
+    burn-in]`` settings, with the chapter's ``n`` (so the same ``n_beta``) and draws. One row
+    per setting x toy x chain: ``setting, step_size, localization, n_burnin, n_beta, toy, true_lambda,
+    multiplicity, expected, chain, llc, drift``."""
+    from ...estimators import llc
+
+    parts = []
+    for si, (step, loc, burnin) in enumerate(settings):
+        t = llc.validate_on_toys(n, step_size=step, localization=loc, n_chains=n_chains,
+                                 n_draws=n_draws, n_burnin=int(burnin), seed=seed_int("toys", si))
+        t.insert(0, "n_beta", llc.default_n_beta(n))
+        t.insert(0, "n_burnin", int(burnin))
+        t.insert(0, "localization", loc)
+        t.insert(0, "step_size", step)
+        t.insert(0, "setting", si)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def check_params(params: dict) -> None:
+    """Refuse parameter values the chapter cannot use, naming the parameter."""
+    if params["sample_seeds"] < 2 or params["llc_seeds"] < 2:
+        raise ValueError("sample_seeds and llc_seeds must be at least 2 for intervals over seeds")
+    if params["llc_seeds"] > params["train_seeds"]:
+        raise ValueError(f"llc_seeds ({params['llc_seeds']}) cannot exceed train_seeds "
+                         f"({params['train_seeds']})")
+    for name in ("enum_sizes", "sampled_sizes"):
+        if any(len(s) != 2 for s in params[name]):
+            raise ValueError(f"{name} must be a list of [inputs, hidden units] pairs")
+    if any(len(s) != 3 for s in params["llc_alt"]):
+        raise ValueError("llc_alt must be a list of [step, localization, burn-in] triples")
+    if not all(0 < r < 1 for r in params["vol_radii_rel"]):
+        raise ValueError("vol_radii_rel are fractions of the weight norm: each must lie in (0, 1)")

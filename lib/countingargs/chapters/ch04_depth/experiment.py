@@ -1,22 +1,20 @@
-"""Parallel-circuit placements and the short-depth bias (chapter 4).
+"""Parallel-circuit placements and the short-depth bias (chapter 04): what the chapter runs.
 
 Pope's claim in the 2023 thread: a problem that two parallel circuits of depth n/2 can solve is
 implemented by more parameter settings than one needing a serial circuit of depth n, because the
-parallel circuits can sit at many relative depths. This module holds what the chapter runs:
+parallel circuits can sit at many relative depths. Three experiments, one section each; every
+``run_*`` function returns tidy tables (``pandas.DataFrame``) that the notebook saves and that
+``analysis.py`` and ``plots.py`` read back.
 
-- **Placement counts** (:func:`placement_counts`, checked by :func:`brute_force_placements`):
-  how many ways one serial chain of ``n`` steps, or ``k`` parallel chains of ``n/k`` steps, fit
-  into a residual stream of ``L`` blocks. These are counts of placements, not of parameter volume.
-- **Batched residual and plain MLPs** (:class:`BatchedResMLP`): ``M`` networks of the same shape
-  as one set of batched tensors, with block deletion (``keep``), block reordering (``order``) and
-  Veit et al.'s path-restricted backward pass (``grad_mode``).
-- **Veit et al.'s path-length gradient sampling** (:func:`path_gradient_norms`,
-  :func:`path_length_profile`).
-- **Serial vs parallel Boolean tasks** (:func:`bit_tasks`), training to a matched loss
-  (:func:`train_to_loss`), adapters to the shared volume / LLC estimators of
-  :mod:`countingargs.llc` (:func:`resmlp_params`, :func:`resmlp_loss_fn`), and where the two
-  halves of the parallel task are computed (:func:`subproblem_energy`; the probe-based
-  ablation :func:`subtarget_damage` is kept for the record).
+1. **Placement counts** (:func:`placement_table`, from :func:`placement_counts`, checked by
+   :func:`brute_force_placements`): how many ways one serial chain of ``n`` steps, or ``k``
+   parallel chains of ``n/k`` steps, fit into a residual stream of ``L`` blocks.
+2. **Veit et al. in miniature** (:func:`run_veit`): residual and plain MLPs
+   (:class:`countingargs.nets.resmlp.BatchedResMLP`) on ``load_digits``; block deletion,
+   reordering, and the gradient carried by paths of each length (:func:`path_length_profile`).
+3. **Serial vs parallel Boolean tasks** (:func:`run_bits`): training to a matched loss
+   (:func:`train_to_loss`), local volume and LLC of the solutions, and where the two halves of
+   the parallel task are computed (:func:`subproblem_energy`).
 
 Shapes use ``M`` networks, ``L`` blocks, ``B`` examples, ``w`` the stream width.
 """
@@ -27,8 +25,19 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
-from torch import nn
+
+from ...estimators import llc
+from ...estimators.probes import ridge_r2_insample
+from ...estimators.volume import local_volume_batch
+from ...nets import losses, resmlp
+from ...nets.resmlp import BatchedResMLP
+from ...nets.seeding import counter_minibatch, seed_int
+from ...nets.train import train_until
+
+#: the first key of every seed this chapter derives (:func:`countingargs.nets.seeding.seed_int`)
+CHAPTER = "04_depth"
 
 # ----------------------------------------------------------------------------------------------
 # 1. Counting placements
@@ -89,6 +98,19 @@ def brute_force_placements(L: int, n: int, k: int = 2) -> dict[str, int]:
     return {"serial": serial, "parallel_shared": shared, "parallel_disjoint": disjoint}
 
 
+def placement_table(ns: Sequence[int], L_max: int) -> pd.DataFrame:
+    """One row per ``(n, L)`` with ``n <= L <= L_max``: the three counts of
+    :func:`placement_counts` (as floats: they exceed 64-bit integers for large ``L``) and the
+    ratios ``ratio_shared``, ``ratio_disjoint`` (parallel over serial)."""
+    rows = []
+    for n in ns:
+        for L in range(n, L_max + 1):
+            c = placement_counts(L, n)
+            rows.append({"L": L, "n": n, **c, "ratio_shared": c["parallel_shared"] / c["serial"],
+                         "ratio_disjoint": c["parallel_disjoint"] / c["serial"]})
+    return pd.DataFrame(rows)
+
+
 def relative_depth_reference(L: int, m: int, shared: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Distribution of the relative depth of two parallel chains placed uniformly at random.
 
@@ -103,296 +125,82 @@ def relative_depth_reference(L: int, m: int, shared: bool = True) -> tuple[np.nd
     combos = list(itertools.combinations(range(L), m))
     means = np.array([np.mean(c) for c in combos])
     sets = [set(c) for c in combos]
-    diffs = []
-    for i, a in enumerate(combos):
-        for j, b in enumerate(combos):
-            if shared or not (sets[i] & sets[j]):
-                diffs.append(means[i] - means[j])
+    diffs = [means[i] - means[j] for i in range(len(combos)) for j in range(len(combos))
+             if shared or not (sets[i] & sets[j])]
     if not diffs:
         raise ValueError(f"no disjoint placements of two chains of {m} in {L} blocks")
-    d = np.round(np.array(diffs), 9)
-    vals, counts = np.unique(d, return_counts=True)
+    vals, counts = np.unique(np.round(np.array(diffs), 9), return_counts=True)
     return vals, counts / counts.sum()
 
 
-# ----------------------------------------------------------------------------------------------
-# 2. Batched residual / plain MLPs
-# ----------------------------------------------------------------------------------------------
-
-
-def _expand(t: torch.Tensor | Sequence | None, M: int, L: int, name: str, dtype) -> torch.Tensor | None:
-    """``(L,)`` or ``(M, L)`` -> ``(M, L)`` tensor, with a clear error otherwise."""
-    if t is None:
-        return None
-    t = torch.as_tensor(t, dtype=dtype)
-    if t.dim() == 1:
-        t = t.unsqueeze(0).expand(M, -1)
-    if t.shape != (M, L):
-        raise ValueError(f"{name} must have shape (L,)=({L},) or (M, L)=({M}, {L}), got {tuple(t.shape)}")
-    return t
-
-
-class BatchedResMLP(nn.Module):
-    """``M`` MLPs ``d_in -> w -> [L blocks] -> d_out`` held as batched tensors.
-
-    A block maps the stream ``h (M, B, w)`` through ``f(h) = relu(h W1 + b1) W2 + b2``.
-    With ``residual=True`` block ``l`` computes ``h + f_l(h)``; with ``residual=False`` (the plain
-    network of the same depth) it computes ``relu(f_l(h))``. Every network has its own seed, so
-    it does not depend on which other networks share the batch.
-
-    Parameters (all batched over ``M``): ``w_in (M, d_in, w)``, ``b_in (M, 1, w)``,
-    ``w1, w2 (M, L, w, w)``, ``b1, b2 (M, L, 1, w)``, ``w_out (M, w, d_out)``, ``b_out (M, 1, d_out)``.
-
-    Init: PyTorch's default uniform for the input and output layers, Kaiming-uniform (ReLU gain)
-    for ``w1`` and, in the plain network, ``w2``; in the residual network ``w2`` is further scaled
-    by ``branch_scale`` (default ``1/sqrt(L)``) so the stream does not blow up with depth. Biases
-    inside blocks start at zero.
-    """
-
-    def __init__(self, n_models: int, d_in: int, width: int, n_blocks: int, d_out: int,
-                 residual: bool = True, seeds: int | Sequence[int] = 0,
-                 branch_scale: float | None = None, dtype=torch.float32):
-        super().__init__()
-        if n_models < 1 or d_in < 1 or width < 1 or n_blocks < 1 or d_out < 1:
-            raise ValueError(f"all sizes must be positive: n_models={n_models}, d_in={d_in}, "
-                             f"width={width}, n_blocks={n_blocks}, d_out={d_out}")
-        if isinstance(seeds, (int, np.integer)):
-            seeds = [int(seeds) * 1_000_003 + i for i in range(n_models)]
-        seeds = [int(s) for s in seeds]
-        if len(seeds) != n_models:
-            raise ValueError(f"got {len(seeds)} seeds for {n_models} models")
-        self.residual = bool(residual)
-        self.n_blocks, self.width = n_blocks, width
-        if branch_scale is None:
-            branch_scale = 1.0 / math.sqrt(n_blocks) if residual else 1.0
-        kb = math.sqrt(6.0 / width)  # Kaiming-uniform bound, ReLU gain
-        parts: dict[str, list] = {k: [] for k in ("w_in", "b_in", "w1", "w2", "w_out", "b_out")}
-        for s in seeds:
-            g = torch.Generator().manual_seed(s)
-            u = lambda *shape, bound: (torch.rand(*shape, generator=g, dtype=dtype) * 2 - 1) * bound
-            parts["w_in"].append(u(d_in, width, bound=1 / math.sqrt(d_in)))
-            parts["b_in"].append(u(1, width, bound=1 / math.sqrt(d_in)))
-            parts["w1"].append(u(n_blocks, width, width, bound=kb))
-            parts["w2"].append(u(n_blocks, width, width, bound=kb * branch_scale))
-            parts["w_out"].append(u(width, d_out, bound=1 / math.sqrt(width)))
-            parts["b_out"].append(u(1, d_out, bound=1 / math.sqrt(width)))
-        self.w_in = nn.Parameter(torch.stack(parts["w_in"]))
-        self.b_in = nn.Parameter(torch.stack(parts["b_in"]))
-        self.w1 = nn.Parameter(torch.stack(parts["w1"]))
-        self.w2 = nn.Parameter(torch.stack(parts["w2"]))
-        self.b1 = nn.Parameter(torch.zeros(n_models, n_blocks, 1, width, dtype=dtype))
-        self.b2 = nn.Parameter(torch.zeros(n_models, n_blocks, 1, width, dtype=dtype))
-        self.w_out = nn.Parameter(torch.stack(parts["w_out"]))
-        self.b_out = nn.Parameter(torch.stack(parts["b_out"]))
-
-    @property
-    def n_models(self) -> int:
-        return self.w_in.shape[0]
-
-    def n_params(self) -> int:
-        """Parameters of ONE network."""
-        return sum(p[0].numel() for p in self.parameters())
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B, d_in)`` shared by all networks or ``(M, B, d_in)`` -> stream ``h0 (M, B, w)``."""
-        M = self.n_models
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(M, *x.shape)
-        if x.dim() != 3 or x.shape[0] != M or x.shape[2] != self.w_in.shape[1]:
-            raise ValueError(f"x must be (B, {self.w_in.shape[1]}) or ({M}, B, {self.w_in.shape[1]}), "
-                             f"got {tuple(x.shape)}")
-        return torch.baddbmm(self.b_in, x, self.w_in)
-
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Stream ``(M, B, w)`` -> logits ``(M, B, d_out)``."""
-        return torch.baddbmm(self.b_out, h, self.w_out)
-
-    def branch(self, h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """``f`` of block ``idx[m]`` for network ``m``: ``h (M, B, w)``, ``idx (M,)`` -> ``(M, B, w)``."""
-        ar = torch.arange(self.n_models)
-        z = torch.relu(torch.baddbmm(self.b1[ar, idx], h, self.w1[ar, idx]))
-        return torch.baddbmm(self.b2[ar, idx], z, self.w2[ar, idx])
-
-    def stream(self, h: torch.Tensor, keep=None, order=None, grad_mode=None,
-               return_all: bool = False):
-        """Run the blocks on the stream ``h (M, B, w)``.
-
-        - ``keep``: ``(L,)`` or ``(M, L)``, 1 = run the block, 0 = delete it (the stream passes
-          through unchanged: ``h_{l+1} = h_l``). Fractional values scale the block's change.
-        - ``order``: ``(L,)`` or ``(M, L)`` permutation; position ``p`` runs block ``order[p]``.
-          ``keep`` refers to positions after reordering.
-        - ``grad_mode`` (residual only): ``(L,)`` or ``(M, L)`` with 0 = backpropagate through the
-          skip only, 1 = through the residual branch only, 2 = through both (ordinary). The
-          forward values are unchanged; only the backward pass is restricted (Veit et al.'s
-          sampling uses 0/1, which keeps exactly one path).
-
-        Returns the final stream ``(M, B, w)`` (and the list of the ``L + 1`` streams if asked).
-        """
-        M, L = self.n_models, self.n_blocks
-        keep = _expand(keep, M, L, "keep", h.dtype)
-        order = _expand(order, M, L, "order", torch.long)
-        grad_mode = _expand(grad_mode, M, L, "grad_mode", torch.long)
-        if order is not None:
-            srt = torch.sort(order, dim=1).values
-            if not torch.equal(srt, torch.arange(L).expand(M, L)):
-                raise ValueError("order must be a permutation of 0..L-1 in every row")
-        if grad_mode is not None:
-            if not self.residual:
-                raise ValueError("grad_mode applies to residual networks only")
-            if ((grad_mode < 0) | (grad_mode > 2)).any():
-                raise ValueError("grad_mode values must be 0 (skip), 1 (branch) or 2 (both)")
-        streams = [h]
-        for p in range(L):
-            idx = order[:, p] if order is not None else torch.full((M,), p, dtype=torch.long)
-            f = self.branch(h, idx)
-            if self.residual:
-                if grad_mode is not None:
-                    gm = grad_mode[:, p].view(M, 1, 1)
-                    f_eff = torch.where(gm >= 1, f, f.detach())
-                    h_eff = torch.where(gm != 1, h, h.detach())
-                else:
-                    f_eff, h_eff = f, h
-                new = h_eff + f_eff
-            else:
-                new = torch.relu(f)
-            if keep is not None:
-                k = keep[:, p].view(M, 1, 1)
-                new = k * new + (1 - k) * h
-            h = new
-            streams.append(h)
-        return (h, streams) if return_all else h
-
-    def forward(self, x: torch.Tensor, keep=None, order=None) -> torch.Tensor:
-        """Logits ``(M, B, d_out)`` for ``x (B, d_in)`` or ``(M, B, d_in)``; see :meth:`stream`."""
-        return self.head(self.stream(self.embed(x), keep=keep, order=order))
-
-
-def batched_logistic(logits: torch.Tensor, y_pm: torch.Tensor) -> torch.Tensor:
-    """Per-network mean logistic loss: ``logits (M, B, 1)``, ``y_pm (B,)`` in {-1, +1} -> ``(M,)``."""
-    return nn.functional.softplus(-logits.squeeze(-1) * y_pm).mean(-1)
-
-
-def batched_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-network mean cross-entropy: ``logits (M, B, C)``, ``y (B,)`` or ``(M, B)`` -> ``(M,)``."""
-    logp = torch.log_softmax(logits, -1)
-    t = y.expand(logits.shape[0], -1) if y.dim() == 1 else y
-    return -logp.gather(-1, t.unsqueeze(-1)).squeeze(-1).mean(-1)
+def reference_sd(L: int, m: int) -> float:
+    """Standard deviation of :func:`relative_depth_reference` ``(L, m)`` (shared blocks)."""
+    vals, probs = relative_depth_reference(L, m)
+    return float(np.sqrt((probs * vals ** 2).sum()))
 
 
 # ----------------------------------------------------------------------------------------------
-# Training
+# 2. Veit et al. in miniature
 # ----------------------------------------------------------------------------------------------
 
 
-def train_classifier(model: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, steps: int,
-                     lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
-                     progress=None) -> np.ndarray:
-    """Adam on the summed per-network cross-entropy (each network gets exactly its own gradient).
-
-    ``X (N, d_in)``, ``y (N,)`` class indices. Every network draws its own mini-batches from
-    a generator seeded by ``seed``. Returns the per-step training losses ``(steps, M)``.
-    """
+def train_classifier(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, steps: int,
+                     lr: float, batch_size: int, seed: int, desc: str = "") -> BatchedResMLP:
+    """Adam on each network's mean cross-entropy over its own mini-batches, for ``steps``
+    steps (no stopping rule). ``X (N, d_in)``, ``y (N,)`` class indices. Network ``i``'s
+    mini-batch at step ``t`` (``batch_size`` examples without replacement) depends only on
+    ``(seed, i, t)`` (:func:`countingargs.nets.seeding.counter_minibatch`). Returns a new module."""
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-    M, N = model.n_models, X.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hist = np.zeros((steps, M))
-    it = range(steps) if progress is None else progress(range(steps))
-    for t in it:
-        idx = torch.randint(0, N, (M, batch_size), generator=g)
-        loss = batched_ce(model(X[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
-        hist[t] = loss.detach().numpy()
-    return hist
+    n = X.shape[0]
+
+    def loss_fn(params, ids, step):
+        idx = counter_minibatch(seed, ids, step, n, batch_size)
+        logits = resmlp.forward(resmlp.as_params(params), X[idx], net.residual)
+        return losses.cross_entropy(logits, y[idx])
+
+    out = train_until(list(net.detached().values()), loss_fn, lr=lr, max_steps=steps, desc=desc)
+    return BatchedResMLP.from_params(out.params, net.residual)
 
 
 @torch.no_grad()
-def error_rate(model: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, keep=None, order=None) -> np.ndarray:
+def error_rate(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, keep=None, order=None) -> np.ndarray:
     """Per-network classification error ``(M,)`` on ``X (N, d_in)``, ``y (N,)``."""
-    pred = model(X, keep=keep, order=order).argmax(-1)
+    pred = net(X, keep=keep, order=order).argmax(-1)
     return (pred != y).float().mean(-1).numpy()
 
 
-def train_to_loss(model: BatchedResMLP, X: torch.Tensor, y_pm: torch.Tensor, target_loss: float,
-                  max_steps: int, lr: float = 3e-3, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Full-batch Adam on a binary task until each network reaches ``target_loss``.
-
-    ``X (N, d_in)``, ``y_pm (N,)`` in {-1, +1}; ``model`` has ``d_out = 1``. A network *reaches*
-    the target at the first step where its mean logistic loss is ``<= target_loss`` and every
-    example is classified correctly; its parameters at that step are kept (so all successful
-    networks sit at the same training loss), while the others keep training until
-    ``max_steps``. Returns ``(steps_to_target (M,), final_loss (M,))`` with ``-1`` steps for
-    networks that never reached it. The model is modified in place.
-    """
-    M = model.n_models
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    done = torch.zeros(M, dtype=torch.bool)
-    steps_to = torch.full((M,), -1, dtype=torch.long)
-    snap = [p.detach().clone() for p in model.parameters()]
-    it = range(max_steps + 1) if progress is None else progress(range(max_steps + 1))
-    for t in it:
-        logits = model(X)
-        loss = batched_logistic(logits, y_pm)
-        with torch.no_grad():
-            acc_ok = ((logits.squeeze(-1) * y_pm) > 0).all(-1)
-            new = (~done) & (loss <= target_loss) & acc_ok
-            if new.any():
-                for s, p in zip(snap, model.parameters()):
-                    s[new] = p.detach()[new]
-                steps_to[new] = t
-                done |= new
-        if bool(done.all()) or t == max_steps:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
-    with torch.no_grad():
-        for s, p in zip(snap, model.parameters()):
-            p[done] = s[done]
-        final = batched_logistic(model(X), y_pm)
-    return steps_to.numpy(), final.numpy()
-
-
-# ----------------------------------------------------------------------------------------------
-# Veit et al.: lesions and path-length gradients
-# ----------------------------------------------------------------------------------------------
-
-
 @torch.no_grad()
-def single_deletion_errors(model: BatchedResMLP, X, y) -> np.ndarray:
+def single_deletion_errors(net: BatchedResMLP, X, y) -> np.ndarray:
     """Error after deleting each single block: ``(M, L + 1)``, column 0 = nothing deleted."""
-    L = model.n_blocks
-    cols = [error_rate(model, X, y)]
-    for l in range(L):
+    L = net.n_blocks
+    cols = [error_rate(net, X, y)]
+    for b in range(L):
         keep = torch.ones(L)
-        keep[l] = 0
-        cols.append(error_rate(model, X, y, keep=keep))
+        keep[b] = 0
+        cols.append(error_rate(net, X, y, keep=keep))
     return np.stack(cols, axis=1)
 
 
 @torch.no_grad()
-def random_deletion_errors(model: BatchedResMLP, X, y, ks: Sequence[int], n_draws: int,
-                           seed: int = 0) -> np.ndarray:
+def random_deletion_errors(net: BatchedResMLP, X, y, ks: Sequence[int], n_draws: int,
+                           seed: int) -> np.ndarray:
     """Error after deleting ``k`` random blocks (own draw per network): ``(len(ks), n_draws, M)``."""
-    M, L = model.n_models, model.n_blocks
-    g = torch.Generator().manual_seed(seed)
+    M, L = net.n_models, net.n_blocks
+    g = torch.Generator().manual_seed(int(seed))
     out = np.zeros((len(ks), n_draws, M))
     for i, k in enumerate(ks):
         if not 0 <= k <= L:
             raise ValueError(f"cannot delete {k} of {L} blocks")
         for d in range(n_draws):
             ranks = torch.rand(M, L, generator=g).argsort(dim=1).argsort(dim=1)
-            keep = (ranks >= k).float()
-            out[i, d] = error_rate(model, X, y, keep=keep)
+            out[i, d] = error_rate(net, X, y, keep=(ranks >= k).float())
     return out
 
 
 @torch.no_grad()
-def reorder_errors(model: BatchedResMLP, X, y, n_swaps: Sequence[int], n_draws: int,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reorder_errors(net: BatchedResMLP, X, y, n_swaps: Sequence[int], n_draws: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Error after corrupting the block order by ``s`` random transpositions (of any two blocks).
 
     For each ``s`` in ``n_swaps`` and each draw, every network gets its own permutation made of
@@ -401,162 +209,241 @@ def reorder_errors(model: BatchedResMLP, X, y, n_swaps: Sequence[int], n_draws: 
     """
     from scipy.stats import kendalltau
 
-    M, L = model.n_models, model.n_blocks
+    M, L = net.n_models, net.n_blocks
     rng = np.random.default_rng(seed)
     err = np.zeros((len(n_swaps), n_draws, M))
     tau = np.zeros_like(err)
+    r = np.arange(M)
     for i, s in enumerate(n_swaps):
         for d in range(n_draws):
             perms = np.tile(np.arange(L), (M, 1))
             for _ in range(s):
-                a = rng.integers(0, L, M)
-                b = rng.integers(0, L, M)
-                r = np.arange(M)
+                a, b = rng.integers(0, L, M), rng.integers(0, L, M)
                 perms[r, a], perms[r, b] = perms[r, b].copy(), perms[r, a].copy()
-            err[i, d] = error_rate(model, X, y, order=torch.as_tensor(perms))
+            err[i, d] = error_rate(net, X, y, order=torch.as_tensor(perms))
             tau[i, d] = [kendalltau(np.arange(L), p)[0] if s else 1.0 for p in perms]
     return err, tau
 
 
-def path_gradient_norms(model: BatchedResMLP, X: torch.Tensor, y: torch.Tensor,
-                        grad_mode) -> np.ndarray:
-    """Gradient norm at the stream's input under a restricted backward pass.
-
-    One ordinary forward pass (the forward values do not depend on ``grad_mode``), then the
-    gradient of the summed cross-entropy with respect to the stream input ``h0 (M, B, w)``,
-    flowing only where ``grad_mode`` (``(L,)`` or ``(M, L)``, see :meth:`BatchedResMLP.stream`)
-    allows. Returns the mean over examples of the per-example gradient norm: ``(M,)``.
-    """
-    h0 = model.embed(X).detach().requires_grad_(True)
-    logits = model.head(model.stream(h0, grad_mode=grad_mode))
-    loss = batched_ce(logits, y).sum() * X.shape[0]  # per-example losses summed
-    (g,) = torch.autograd.grad(loss, h0)
-    return g.norm(dim=-1).mean(-1).numpy()
-
-
-def path_gradient(model: BatchedResMLP, X, y, grad_mode) -> torch.Tensor:
-    """The raw gradient ``(M, B, w)`` behind :func:`path_gradient_norms` (for tests)."""
-    h0 = model.embed(X).detach().requires_grad_(True)
-    logits = model.head(model.stream(h0, grad_mode=grad_mode))
-    loss = batched_ce(logits, y).sum() * X.shape[0]
+def path_gradient(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, grad_mode) -> torch.Tensor:
+    """Gradient ``(M, B, w)`` of the summed per-example cross-entropy with respect to the stream
+    input ``h0``, after an ordinary forward pass, flowing only where ``grad_mode`` (``(L,)`` or
+    ``(M, L)``, see :func:`countingargs.nets.resmlp.stream`) allows."""
+    h0 = net.embed(X).detach().requires_grad_(True)
+    logits = net.head(net.stream(h0, grad_mode=grad_mode))
+    loss = losses.cross_entropy(logits, y).sum() * X.shape[0]  # per-example losses summed
     (g,) = torch.autograd.grad(loss, h0)
     return g
 
 
-def path_length_profile(model: BatchedResMLP, X, y, n_samples: int, seed: int = 0) -> np.ndarray:
+def path_length_profile(net: BatchedResMLP, X, y, n_samples: int, seed: int) -> np.ndarray:
     """Veit et al.'s sampling: for each path length ``k = 0..L`` and each sample, pick ``k``
     blocks at random (own draw per network), backpropagate through their branches only and
-    through the skips of all other blocks (exactly one path), and record the gradient norm.
+    through the skips of all other blocks (exactly one path), and record the mean over examples
+    of the gradient norm at the stream's input.
 
     Returns the mean gradient norm of a single path of length ``k``: ``(L + 1, M)``. Multiply by
     ``C(L, k)`` (the number of such paths) for the total gradient carried at length ``k``.
     """
-    M, L = model.n_models, model.n_blocks
-    g = torch.Generator().manual_seed(seed)
+    M, L = net.n_models, net.n_blocks
+    g = torch.Generator().manual_seed(int(seed))
     out = np.zeros((L + 1, M))
     for k in range(L + 1):
-        acc = np.zeros(M)
         for _ in range(n_samples):
             ranks = torch.rand(M, L, generator=g).argsort(dim=1).argsort(dim=1)
-            gm = (ranks < k).long()
-            acc += path_gradient_norms(model, X, y, gm)
-        out[k] = acc / n_samples
-    return out
+            out[k] += path_gradient(net, X, y, (ranks < k).long()).norm(dim=-1).mean(-1).numpy()
+    return out / n_samples
+
+
+def digits_data():
+    """The book's fixed stratified split of ``load_digits`` (:func:`countingargs.data.digits.digits_split`):
+    the training pool and the validation set together train (no early stopping here), the test
+    set is held out. Returns ``(X_train, y_train, X_test, y_test)``."""
+    from ...data.digits import digits_split
+
+    d = digits_split()
+    return (torch.cat([d.x_pool, d.x_val]), torch.cat([d.y_pool, d.y_val]), d.x_test, d.y_test)
+
+
+def path_table(nets: dict[str, BatchedResMLP], X, y, n_samples: int, seed: int) -> pd.DataFrame:
+    """Veit et al.'s path profile of each residual network in ``nets`` (state name -> networks,
+    e.g. ``{"init": ..., "trained": ...}``), with the same random block choices for every state.
+    One row per state x seed x path length ``k``: ``grad_per_path`` (one path's gradient norm),
+    ``n_paths`` (``C(L, k)``), ``grad_total`` (their product) and ``share`` (of the total over k)."""
+    rows = []
+    for state, net in nets.items():
+        L = net.n_blocks
+        prof = path_length_profile(net, X, y, n_samples, seed)
+        npaths = np.array([math.comb(L, k) for k in range(L + 1)], dtype=float)
+        total = prof * npaths[:, None]
+        share = total / total.sum(0, keepdims=True)
+        rows += [{"state": state, "seed": s, "k": k, "grad_per_path": prof[k, s], "n_paths": npaths[k],
+                  "grad_total": total[k, s], "share": share[k, s]}
+                 for s in range(net.n_models) for k in range(L + 1)]
+    return pd.DataFrame(rows)
+
+
+def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: int,
+             path_samples: int, n_path_images: int = 256) -> dict[str, pd.DataFrame]:
+    """Train residual and plain MLPs on ``load_digits`` and lesion them.
+
+    Returns the tables ``veit_setup`` (one row: sizes), ``veit_single_deletion`` (arch, seed,
+    deleted_block (-1 = none), error), ``veit_random_deletion`` (arch, seed, k, draw, error),
+    ``veit_reorder`` (arch, seed, swaps, draw, kendall_tau, error) and ``veit_path_gradients``
+    (:func:`path_table` of the residual networks at initialisation and after training).
+    """
+    Xtr, ytr, Xte, yte = digits_data()
+    nets, init = {}, {}
+    for arch, residual in [("residual", True), ("plain", False)]:
+        init[arch] = BatchedResMLP(seeds, 64, width, blocks, 10, residual=residual,
+                                   seeds=[seed_int(CHAPTER, "veit-init", s) for s in range(seeds)])
+        nets[arch] = train_classifier(init[arch], Xtr, ytr, steps, lr, 128, seed_int(CHAPTER, "veit-batches"),
+                                      desc=f"digits {arch}")
+    single, rand_del, reorder = [], [], []
+    swaps = [0, 1, 2, 4, 8, 16]
+    for arch, net in nets.items():
+        e = single_deletion_errors(net, Xte, yte)
+        single += [{"arch": arch, "seed": s, "deleted_block": b - 1, "error": e[s, b]}
+                   for s in range(seeds) for b in range(blocks + 1)]
+        r = random_deletion_errors(net, Xte, yte, range(blocks + 1), draws, seed_int(CHAPTER, "deletion"))
+        rand_del += [{"arch": arch, "seed": s, "k": k, "draw": d, "error": r[k, d, s]}
+                     for k in range(blocks + 1) for d in range(draws) for s in range(seeds)]
+        er, tau = reorder_errors(net, Xte, yte, swaps, draws, seed_int(CHAPTER, "reorder"))
+        reorder += [{"arch": arch, "seed": s, "swaps": sw, "draw": d, "kendall_tau": tau[i, d, s],
+                     "error": er[i, d, s]}
+                    for i, sw in enumerate(swaps) for d in range(draws) for s in range(seeds)]
+    paths = path_table({"init": init["residual"], "trained": nets["residual"]}, Xte[:n_path_images],
+                       yte[:n_path_images], path_samples, seed_int(CHAPTER, "paths"))
+    setup = {"n_params": nets["residual"].n_params(), "n_train": len(ytr), "n_test": len(yte),
+             "n_digits": len(ytr) + len(yte), "n_path_images": min(n_path_images, len(yte))}
+    return {"veit_setup": pd.DataFrame([setup]), "veit_single_deletion": pd.DataFrame(single),
+            "veit_random_deletion": pd.DataFrame(rand_del), "veit_reorder": pd.DataFrame(reorder),
+            "veit_path_gradients": paths}
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Serial vs parallel Boolean tasks
+# 3. One function, two implementations
 # ----------------------------------------------------------------------------------------------
 
-GATES = {"xor": lambda a, b: a ^ b, "and": lambda a, b: a & b, "or": lambda a, b: a | b}
+N_BITS = 8
+
+#: what the stream must hold, and where: ``(position, subset)`` pairs, where position ``k`` is
+#: the stream after ``k`` blocks and ``subset`` the bits (0-based) whose parity a linear head must
+#: read there. Every implementation has six intermediate values (seven XOR gates in all, the last
+#: one producing the output); they differ only in which XORs feed which.
+IMPLEMENTATIONS: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = {
+    # one chain: x1^x2, then ^x3, ..., then ^x7 after block 6; the output adds x8
+    "serial": tuple((k, tuple(range(k + 1))) for k in range(1, 7)),
+    # two chains of three XORs side by side (blocks 1-3), joined by the output
+    "parallel": tuple((k, tuple(range(k + 1))) for k in range(1, 4))
+    + tuple((k, tuple(range(4, 5 + k))) for k in range(1, 4)),
+    # the same two chains one after the other (blocks 1-3, then 4-6): the depth footprint of the
+    # serial chain, the dependency structure of the parallel one
+    "staggered": tuple((k, tuple(range(k + 1))) for k in range(1, 4))
+    + tuple((k + 3, tuple(range(4, 5 + k))) for k in range(1, 4)),
+    # no intermediate targets: what training finds on its own
+    "free": (),
+}
 
 
-def chain(bits: np.ndarray, gates: Sequence[str]) -> np.ndarray:
-    """A serial gate chain: ``z = bits[:, 0]``, then ``z = gate_i(z, bits[:, i + 1])``.
+def subset_parity(X: torch.Tensor, subset: Sequence[int]) -> torch.Tensor:
+    """XOR of the bits ``subset`` of ``X (N, n)`` in {-1, +1} (``+1`` = bit 1), as ``(N,)`` in
+    {-1, +1}."""
+    bits = (X[:, list(subset)] > 0).long()
+    return (2 * (bits.sum(1) % 2) - 1).to(X.dtype)
 
-    ``bits (N, len(gates) + 1)`` of 0/1 ints -> ``(N,)`` 0/1. Each gate waits for the previous
-    one, so the chain has depth ``len(gates)``.
+
+def parity_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``2**8`` inputs ``X (256, 8)`` in {-1, +1} (book's bit order) and their parity ``y (256,)``."""
+    from ...data.cube import cube, pm
+
+    X = pm(cube(N_BITS))
+    return X, subset_parity(X, range(N_BITS))
+
+
+def aux_targets(X: torch.Tensor, plan) -> tuple[list[int], torch.Tensor]:
+    """Positions ``[k, ...]`` and targets ``Z (N, T)`` of an implementation plan."""
+    if not plan:
+        return [], torch.zeros(X.shape[0], 0)
+    return [k for k, _ in plan], torch.stack([subset_parity(X, s) for _, s in plan], 1)
+
+
+def _aux_logits(streams: list[torch.Tensor], heads: torch.Tensor, positions: list[int]) -> torch.Tensor:
+    """Linear heads ``(M, T, w + 1)`` reading stream position ``positions[t]``: ``(M, T, N)``."""
+    S = torch.stack([streams[k] for k in positions], 1)                     # (M, T, N, w)
+    w = S.shape[-1]
+    return torch.einsum("mtnw,mtw->mtn", S, heads[..., :w]) + heads[..., w:]
+
+
+def train_implementation(X: torch.Tensor, y: torch.Tensor, plan, width: int, blocks: int,
+                         seeds: Sequence[int], head_seeds: Sequence[int], target_loss: float,
+                         max_steps: int, lr: float, aux_weight: float, desc: str = ""):
+    """Train ``M = len(seeds)`` residual MLPs on ``y`` with the intermediate targets of ``plan``.
+
+    The loss is the main logistic loss plus ``aux_weight`` times the logistic losses of linear
+    heads reading the stream at the plan's positions (heads ``(M, T, w + 1)``, network ``i``'s
+    drawn from ``head_seeds[i]``). A network is frozen (:func:`countingargs.nets.train.train_until`)
+    at the first full-batch Adam step where its main loss is ``<= target_loss`` and the output
+    and every head classify every input correctly. The heads are then dropped.
+
+    Returns ``(network (BatchedResMLP), reached (M,) bool, steps (M,), initial parameters)``.
     """
-    if bits.shape[1] != len(gates) + 1:
-        raise ValueError(f"{len(gates)} gates need {len(gates) + 1} input bits, got {bits.shape[1]}")
-    z = bits[:, 0].copy()
-    for i, name in enumerate(gates):
-        if name not in GATES:
-            raise ValueError(f"unknown gate {name!r}; valid: {sorted(GATES)}")
-        z = GATES[name](z, bits[:, i + 1])
-    return z
+    if max(k for k, _ in plan or [(0, ())]) > blocks:
+        raise ValueError(f"the plan reads stream positions beyond the {blocks} blocks")
+    positions, Z = aux_targets(X, plan)
+    p0 = resmlp.init_params(len(seeds), X.shape[1], width, blocks, 1, seeds)
+    params = list(p0.values())
+    if positions:
+        heads = [torch.randn(len(positions), width + 1, generator=torch.Generator().manual_seed(int(s))) * 0.1
+                 for s in head_seeds]
+        params.append(torch.stack(heads))
+    zt = Z.T                                                                  # (T, N)
+
+    def parts(ps):
+        p = resmlp.as_params(ps)
+        h, streams = resmlp.stream(p, resmlp.embed(p, X), return_all=True)
+        f = resmlp.head(p, h).squeeze(-1)                                     # (M, N)
+        a = _aux_logits(streams, ps[8], positions) if positions else None     # (M, T, N)
+        return f, a
+
+    def loss_fn(ps, ids, step):
+        f, a = parts(ps)
+        loss = losses.logistic(f, y)
+        if a is not None:
+            m, t, n = a.shape
+            aux = losses.logistic(a.reshape(m * t, n), zt.repeat(m, 1)).reshape(m, t).sum(1)
+            loss = loss + aux_weight * aux
+        return loss
+
+    def reached(ps, ids, step):
+        f, a = parts(ps)
+        ok = (losses.logistic(f, y) <= target_loss) & ((f * y) > 0).all(-1)
+        if a is not None:
+            ok &= ((a * zt) > 0).flatten(1).all(-1)
+        return ok
+
+    out = train_until(params, loss_fn, lr=lr, max_steps=max_steps, reached=reached, desc=desc)
+    net = BatchedResMLP.from_params(out.params[:len(resmlp.PARAM_NAMES)])
+    return net, out.reached, out.steps, p0
 
 
-def bit_tasks(n_bits: int = 8, gates_g: Sequence[str] = ("xor", "and", "xor"),
-              gates_h: Sequence[str] = ("xor", "or", "xor"),
-              gates_serial: Sequence[str] | None = None) -> dict:
-    """The two synthetic tasks on all ``2**n_bits`` inputs.
-
-    - **parallel** ``y = g(x_a) XOR h(x_b)``: ``g`` a chain over the first half of the bits,
-      ``h`` a chain over the second half; they can run side by side (depth ``len(g) + 1``).
-    - **serial** ``y = chain(x)``: one chain over all bits with the same number of gates
-      (``len(g) + len(h) + 1``) that must run one after the other (depth ``len(serial)``).
-      By default its gates are ``g``'s, one XOR, then ``h``'s, so the serial task is
-      ``h(g(x_a) XOR x_5, x_6, ...)``: the same gates as the parallel task, with ``g`` feeding
-      into ``h`` instead of being combined with it at the end.
-
-    Returns a dict with ``X (N, n_bits)`` in {-1, +1} (float32 tensor), ``y_parallel`` and
-    ``y_serial`` in {-1, +1} (tensors ``(N,)``), the sub-targets ``g``, ``h`` in {-1, +1}
-    (numpy ``(N,)``), and the index arrays ``a_idx``, ``b_idx`` (``(N,)``, which value of
-    ``x_a`` / ``x_b`` each row has).
-    """
-    half = n_bits // 2
-    if gates_serial is None:
-        gates_serial = list(gates_g) + ["xor"] + list(gates_h)
-    if len(gates_g) + 1 != half or len(gates_h) + 1 != n_bits - half:
-        raise ValueError(f"g and h need {half - 1} and {n_bits - half - 1} gates for {n_bits} bits")
-    if len(gates_serial) + 1 != n_bits:
-        raise ValueError(f"the serial chain needs {n_bits - 1} gates for {n_bits} bits")
-    N = 2 ** n_bits
-    bits = ((np.arange(N)[:, None] >> np.arange(n_bits)[::-1]) & 1).astype(np.int64)
-    g = chain(bits[:, :half], gates_g)
-    h = chain(bits[:, half:], gates_h)
-    par = g ^ h
-    ser = chain(bits, gates_serial)
-    pm = lambda v: (2 * v - 1)
-    weights = 2 ** np.arange(half)[::-1]
-    return {
-        "X": torch.as_tensor(pm(bits), dtype=torch.float32),
-        "y_parallel": torch.as_tensor(pm(par), dtype=torch.float32),
-        "y_serial": torch.as_tensor(pm(ser), dtype=torch.float32),
-        "g": pm(g).astype(float), "h": pm(h).astype(float),
-        "a_idx": bits[:, :half] @ weights, "b_idx": bits[:, half:] @ weights[-(n_bits - half):],
-    }
-
-
-PARAM_NAMES = ("w_in", "b_in", "w1", "b1", "w2", "b2", "w_out", "b_out")
-
-
-def resmlp_params(model: BatchedResMLP) -> dict[str, torch.Tensor]:
-    """The networks' weights as a dict of detached copies, each with the leading dimension ``M``
-    (``{"w_in": (M, d_in, w), ..., "b_out": (M, 1, d_out)}``): the ``params`` format of
-    :func:`countingargs.llc.local_volume_batch` and :func:`countingargs.llc.estimate_llc_batch`."""
-    return {name: getattr(model, name).detach().clone() for name in PARAM_NAMES}
-
-
-def resmlp_loss_fn(X: torch.Tensor, y_pm: torch.Tensor, n_blocks: int, residual: bool = True):
-    """A batched ``loss_fn`` for :mod:`countingargs.llc`: ``f(theta) -> (B,)``, the mean logistic
-    loss on ``X (N, d_in)``, ``y_pm (N,)`` of each of the ``B`` networks in ``theta`` (a dict as
-    returned by :func:`resmlp_params`, every entry with leading dimension ``B``).
-    Differentiable in ``theta`` (the LLC's Langevin steps need the gradient)."""
-    def f(theta) -> torch.Tensor:
-        missing = [n for n in PARAM_NAMES if n not in theta]
-        if missing:
-            raise KeyError(f"theta lacks {missing}")
-        net = BatchedResMLP.__new__(BatchedResMLP)
-        nn.Module.__init__(net)
-        net.residual, net.n_blocks, net.width = residual, n_blocks, theta["w_in"].shape[-1]
-        if theta["w1"].shape[1] != n_blocks:
-            raise ValueError(f"theta has {theta['w1'].shape[1]} blocks, expected {n_blocks}")
-        for name in PARAM_NAMES:
-            object.__setattr__(net, name, theta[name])
-        return batched_logistic(net(X), y_pm)
-    return f
+@torch.no_grad()
+def match_loss(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, target_loss: float) -> np.ndarray:
+    """Scale each network's output layer (``w_out``, ``b_out``) by the factor ``c > 0`` that puts
+    its logistic loss at exactly ``target_loss`` (bisection on ``log c``; the loss falls with
+    ``c`` when every input is classified correctly). Modifies ``net``; returns ``c (M,)``.
+    Networks that misclassify an input are left as they are (``c = nan``)."""
+    f = net(X).squeeze(-1)                                                   # (M, N)
+    ok = ((f * y) > 0).all(-1)
+    lo, hi = torch.full((net.n_models,), -10.0), torch.full((net.n_models,), 10.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        above = losses.logistic(torch.exp(mid)[:, None] * f, y) >= target_loss
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    c = torch.where(ok, torch.exp((lo + hi) / 2), torch.ones_like(lo))
+    net.w_out.mul_(c.view(-1, 1, 1))
+    net.b_out.mul_(c.view(-1, 1, 1))
+    return torch.where(ok, c, torch.full_like(c, float("nan"))).numpy()
 
 
 def radius_at_half(radii: Sequence[float], frac: np.ndarray) -> np.ndarray:
@@ -581,62 +468,8 @@ def radius_at_half(radii: Sequence[float], frac: np.ndarray) -> np.ndarray:
     return np.exp(out)
 
 
-def probe_r2(H: torch.Tensor, targets: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
-    """Linear decodability of each target from a batched representation.
-
-    ``H (M, N, w)`` (one representation per network), ``targets (N, T)``. Fits a ridge-regularised
-    least-squares probe with bias per network and target, on all ``N`` rows (the bit tasks use
-    every input), and returns the coefficient of determination ``R^2``: ``(M, T)``, 1 = the
-    target is an exact linear function of the representation, 0 = no linear trace of it.
-    """
-    H = H.detach().double()
-    M, N, w = H.shape
-    Y = torch.as_tensor(targets, dtype=torch.float64)
-    if Y.dim() == 1:
-        Y = Y[:, None]
-    if Y.shape[0] != N:
-        raise ValueError(f"targets have {Y.shape[0]} rows but the representation has {N}")
-    A = torch.cat([H, torch.ones(M, N, 1, dtype=torch.float64)], dim=-1)
-    gram = A.transpose(1, 2) @ A + ridge * N * torch.eye(w + 1, dtype=torch.float64)
-    coef = torch.linalg.solve(gram, A.transpose(1, 2) @ Y.expand(M, N, -1))
-    resid = Y - A @ coef
-    ss_res = (resid ** 2).sum(1)
-    ss_tot = ((Y - Y.mean(0)) ** 2).sum(0)
-    return (1 - ss_res / ss_tot).clamp(min=0).numpy()
-
-
 @torch.no_grad()
-def stream_probe_profile(model: BatchedResMLP, X: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-    """``R^2`` of linear probes for each target at every stream position (after 0..L blocks):
-    ``(M, L + 1, T)``. Where a sub-target's ``R^2`` rises is where it is computed."""
-    _, streams = model.stream(model.embed(X), return_all=True)
-    return np.stack([probe_r2(h, targets) for h in streams], axis=1)
-
-
-@torch.no_grad()
-def subtarget_damage(model: BatchedResMLP, X: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-    """Per-block ablation measured against sub-targets.
-
-    For each block ``l``, delete it and refit linear probes for each sub-target (e.g. ``g(x_a)``
-    and ``h(x_b)`` of the parallel task) on the final stream. The damage of block ``l`` to
-    target ``t`` is ``R^2_t(intact) - R^2_t(block l deleted)``. (Probing the stream rather than
-    reading the output avoids a confound of ``y = g XOR h``: losing ``h`` also hides ``g`` from
-    the output.)
-
-    ``X (N, d_in)``, ``targets (N, T)`` -> damage ``(M, L, T)``.
-    """
-    L = model.n_blocks
-    base = probe_r2(model.stream(model.embed(X)), targets)
-    out = []
-    for l in range(L):
-        keep = torch.ones(L)
-        keep[l] = 0
-        out.append(base - probe_r2(model.stream(model.embed(X), keep=keep), targets))
-    return np.stack(out, axis=1)
-
-
-@torch.no_grad()
-def subproblem_energy(model: BatchedResMLP, X: torch.Tensor, a_idx: np.ndarray, b_idx: np.ndarray,
+def subproblem_energy(net: BatchedResMLP, X: torch.Tensor, a_idx: np.ndarray, b_idx: np.ndarray,
                       keep=None) -> np.ndarray:
     """Which sub-problem each block works on: a two-way ANOVA of what the block writes.
 
@@ -646,19 +479,18 @@ def subproblem_energy(model: BatchedResMLP, X: torch.Tensor, a_idx: np.ndarray, 
     exactly into a part that depends on ``a`` only (row means), on ``b`` only (column means) and
     on both together (the interaction): ``||delta - mean||^2 = E_a + E_b + E_ab``.
 
-    Work on ``g(x_a)`` of the parallel task shows up as ``E_a``, work on ``h(x_b)`` as ``E_b``,
-    combining them as ``E_ab``. Returns the shares ``(M, L, 3)`` (``E_a, E_b, E_ab`` over their
-    sum), with deleted blocks (``keep``) left at zero.
+    Returns the shares ``(M, L, 3)`` (``E_a, E_b, E_ab`` over their sum), with deleted blocks
+    (``keep``) left at zero.
     """
     na, nb = int(a_idx.max()) + 1, int(b_idx.max()) + 1
     if len(a_idx) != na * nb or len(set(zip(a_idx.tolist(), b_idx.tolist()))) != na * nb:
         raise ValueError("X must contain every (x_a, x_b) pair exactly once")
-    _, streams = model.stream(model.embed(X), keep=keep, return_all=True)
-    M, L = model.n_models, model.n_blocks
+    _, streams = net.stream(net.embed(X), keep=keep, return_all=True)
+    M, L = net.n_models, net.n_blocks
     out = np.zeros((M, L, 3))
     order = np.lexsort((b_idx, a_idx))  # rows sorted by (a, b)
-    for l in range(L):
-        d = (streams[l + 1] - streams[l]).double().numpy()[:, order].reshape(M, na, nb, -1)
+    for b in range(L):
+        d = (streams[b + 1] - streams[b]).double().numpy()[:, order].reshape(M, na, nb, -1)
         d = d - d.mean(axis=(1, 2), keepdims=True)
         ra = d.mean(axis=2, keepdims=True)
         cb = d.mean(axis=1, keepdims=True)
@@ -666,22 +498,260 @@ def subproblem_energy(model: BatchedResMLP, X: torch.Tensor, a_idx: np.ndarray, 
         e = np.stack([(ra ** 2).sum((1, 2, 3)) * nb, (cb ** 2).sum((1, 2, 3)) * na,
                       (inter ** 2).sum((1, 2, 3))], axis=-1)
         tot = e.sum(-1, keepdims=True)
-        out[:, l] = np.where(tot > 0, e / np.where(tot > 0, tot, 1), 0)
+        out[:, b] = np.where(tot > 0, e / np.where(tot > 0, tot, 1), 0)
     return out
 
 
-def block_energy(model: BatchedResMLP, X: torch.Tensor) -> np.ndarray:
+@torch.no_grad()
+def block_energy(net: BatchedResMLP, X: torch.Tensor) -> np.ndarray:
     """Mean squared size of each block's write ``h_{l+1} - h_l``: ``(M, L)``."""
+    _, streams = net.stream(net.embed(X), return_all=True)
+    return np.stack([((streams[b + 1] - streams[b]) ** 2).sum(-1).mean(-1).numpy()
+                     for b in range(net.n_blocks)], axis=1)
+
+
+def _norm(p: dict) -> np.ndarray:
+    return torch.sqrt(sum((v.detach() ** 2).flatten(1).sum(1) for v in p.values())).numpy()
+
+
+def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, blocks: int,
+                 target_loss: float, max_steps: int, lr: float, aux_weight: float,
+                 other_width_conditions: Sequence[str] = ("serial", "parallel")):
+    """Train every implementation in ``conditions`` (keys of :data:`IMPLEMENTATIONS`) of 8-bit
+    parity at the first width, and those in ``other_width_conditions`` at the other widths (the
+    next size up), from the same initial weights per seed and width, and put every network that
+    reached the target at exactly ``target_loss`` (:func:`match_loss`).
+
+    Returns ``(table, nets)``: ``parity_training`` with one row per condition x width x seed
+    (``n_params, reached, steps_to_target`` (-1 = never), ``loss_frozen`` (at the freeze),
+    ``out_scale`` (the factor of :func:`match_loss`), ``final_loss``, ``param_norm`` and
+    ``dist_init`` (Euclidean, all parameters)), and ``{(condition, width): BatchedResMLP}``.
+    """
+    bad = [c for c in [*conditions, *other_width_conditions] if c not in IMPLEMENTATIONS]
+    if bad:
+        raise ValueError(f"unknown conditions {bad}; valid: {sorted(IMPLEMENTATIONS)}")
+    X, y = parity_data()
+    rows, nets = [], {}
+    for width in widths:
+        init_seeds = [seed_int(CHAPTER, "parity-init", width, s) for s in range(seeds)]
+        head_seeds = [seed_int(CHAPTER, "parity-heads", width, s) for s in range(seeds)]
+        for cond in (conditions if width == widths[0] else other_width_conditions):
+            net, ok, steps, p0 = train_implementation(
+                X, y, IMPLEMENTATIONS[cond], width, blocks, init_seeds, head_seeds, target_loss,
+                max_steps, lr, aux_weight, desc=f"{cond} w={width}")
+            with torch.no_grad():
+                frozen = losses.logistic(net(X), y).numpy()
+            scale = match_loss(net, X, y, target_loss)
+            with torch.no_grad():
+                final = losses.logistic(net(X), y).numpy()
+            norm = _norm(net.detached())
+            dist = _norm({k: net.detached()[k] - p0[k] for k in p0})
+            rows += [{"condition": cond, "width": width, "seed": s, "n_params": net.n_params(),
+                      "reached": bool(ok[s]), "steps_to_target": int(steps[s]) if ok[s] else -1,
+                      "loss_frozen": frozen[s], "out_scale": scale[s], "final_loss": final[s],
+                      "param_norm": norm[s], "dist_init": dist[s]} for s in range(seeds)]
+            nets[(cond, width)] = net
+    return pd.DataFrame(rows), nets
+
+
+def measure_volume(nets: dict, radii: Sequence[float], tol: float, n_samples: int) -> dict[str, pd.DataFrame]:
+    """Local volume (:func:`countingargs.estimators.volume.local_volume_batch`) of every network
+    on the parity loss, with the same random directions for every network. Returns
+    ``parity_volume`` (condition, width, seed, radius, frac_kept) and ``parity_r50``
+    (condition, width, seed, r50: :func:`radius_at_half`)."""
+    X, y = parity_data()
+    vol, r50s = [], []
+    for (cond, width), net in nets.items():
+        frac = local_volume_batch(resmlp.loss_fn(X, y), net.detached(), radii, tol, n_samples=n_samples,
+                                  seed=seed_int(CHAPTER, "volume", width))["fraction"]
+        r50 = radius_at_half(radii, frac)
+        vol += [{"condition": cond, "width": width, "seed": s, "radius": r, "frac_kept": frac[s, i]}
+                for s in range(net.n_models) for i, r in enumerate(radii)]
+        r50s += [{"condition": cond, "width": width, "seed": s, "r50": r50[s]} for s in range(net.n_models)]
+    return {"parity_volume": pd.DataFrame(vol), "parity_r50": pd.DataFrame(r50s)}
+
+
+def chain_drift(trace: np.ndarray, n_burnin: int, n_beta: float) -> np.ndarray:
+    """Drift of LLC chains in LLC units: ``trace (K, C, burn-in + draws)`` of losses; the slope
+    of the chain-mean loss over the draws (least squares), times the number of draws and
+    ``n_beta``: how far the LLC estimate would move across the draw window. ``(K,)``."""
+    draws = trace[:, :, n_burnin:].mean(1)                                    # (K, D)
+    t = np.arange(draws.shape[1], dtype=float)
+    t -= t.mean()
+    slope = (draws * t).sum(1) / (t ** 2).sum()
+    return slope * draws.shape[1] * n_beta
+
+
+def measure_llc(nets: dict, conditions: Sequence[str], width: int, n_seeds: int,
+                settings: dict[str, dict], n_chains: int) -> pd.DataFrame:
+    """LLC (:func:`countingargs.estimators.llc.estimate_llc_batch`) of the first ``n_seeds``
+    networks of each condition at ``width``, for each sampler setting (name -> keyword
+    arguments ``step_size, localization, n_beta (None = n/log n), n_burnin, n_draws``). One row
+    per setting x condition x seed: ``llc``, ``llc_chain_sd``, ``drift`` (:func:`chain_drift`),
+    ``n_beta`` and ``diverged``."""
+    X, y = parity_data()
+    rows = []
+    for name, kw in settings.items():
+        for cond in conditions:
+            theta = {k: v[:n_seeds] for k, v in nets[(cond, width)].detached().items()}
+            res = llc.estimate_llc_batch(resmlp.loss_fn(X, y), theta, len(X), n_chains=n_chains,
+                                         seed=seed_int(CHAPTER, "llc", name), **kw)
+            nb = res["settings"]["n_beta"]
+            drift = chain_drift(res["loss_trace"], kw["n_burnin"], nb)
+            rows += [{"setting": name, "condition": cond, "width": width, "seed": s, "llc": res["llc_mean"][s],
+                      "llc_chain_sd": res["llc_std"][s], "drift": drift[s], "n_beta": nb,
+                      "diverged": bool(res["diverged"][s])} for s in range(len(res["llc_mean"]))]
+    return pd.DataFrame(rows)
+
+
+def llc_toys(settings: dict[str, dict], n: int, n_chains: int) -> pd.DataFrame:
+    """The estimator on the toys of :data:`countingargs.estimators.llc.TOYS` (known learning
+    coefficients) at each of the chapter's settings, with ``n`` setting ``n/log n`` where the
+    setting leaves ``n_beta`` unset. One row per setting x toy x chain."""
+    parts = []
+    for name, kw in settings.items():
+        df = llc.validate_on_toys(n, n_chains=n_chains, seed=seed_int(CHAPTER, "toys", name), **kw)
+        parts.append(df.assign(setting=name))
+    return pd.concat(parts, ignore_index=True)[["setting", "toy", "true_lambda", "multiplicity", "chain", "llc"]]
+
+
+def subset_r2_profile(net: BatchedResMLP, X: torch.Tensor) -> dict[str, np.ndarray]:
+    """For every stream position (after 0..L blocks) and every subset size ``k = 2..8``: the
+    best in-sample ``R^2`` (:func:`countingargs.estimators.probes.ridge_r2_insample`; ``X`` is
+    the whole cube) of a linear probe for the parity of any ``k`` of the 8 bits, and for ``k = 4``
+    the best over splits of the bits into two halves of the smaller of the two halves' ``R^2``.
+    Returns ``best (M, L + 1, 7)`` (sizes 2..8) and ``pair4 (M, L + 1)``."""
+    subsets = [c for k in range(2, N_BITS + 1) for c in itertools.combinations(range(N_BITS), k)]
+    Z = torch.stack([subset_parity(X, c) for c in subsets], 1)
+    sizes = np.array([len(c) for c in subsets])
+    index = {c: i for i, c in enumerate(subsets)}
+    halves = [(index[c], index[tuple(sorted(set(range(N_BITS)) - set(c)))])
+              for c in itertools.combinations(range(N_BITS), 4) if 0 in c]
     with torch.no_grad():
-        _, streams = model.stream(model.embed(X), return_all=True)
-        return np.stack([((streams[l + 1] - streams[l]) ** 2).sum(-1).mean(-1).numpy()
-                         for l in range(model.n_blocks)], axis=1)
+        _, streams = net.stream(net.embed(X), return_all=True)
+    r2 = np.stack([ridge_r2_insample(h, Z).numpy() for h in streams], 1)     # (M, L+1, S)
+    best = np.stack([r2[..., sizes == k].max(-1) for k in range(2, N_BITS + 1)], -1)
+    pair4 = np.max([np.minimum(r2[..., a], r2[..., b]) for a, b in halves], axis=0)
+    return {"best": best, "pair4": pair4}
 
 
-def profile_depth(damage: np.ndarray) -> np.ndarray:
-    """Centre of mass (block index, 0-based) of a damage profile ``(M, L)`` -> ``(M,)``;
-    negative damage counts as zero; ``nan`` where no block does any damage."""
-    w = np.clip(damage, 0, None)
-    tot = w.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tot > 0, (w * np.arange(damage.shape[1])).sum(1) / tot, np.nan)
+def probe_implementations(nets: dict, width: int) -> pd.DataFrame:
+    """:func:`subset_r2_profile` of every condition's networks at ``width``: one row per
+    condition x seed x position x size ``k``, with ``best_r2`` and (for ``k = 4``) ``pair_r2``."""
+    X, _ = parity_data()
+    rows = []
+    for (cond, w), net in nets.items():
+        if w != width:
+            continue
+        pr = subset_r2_profile(net, X)
+        M, P, K = pr["best"].shape
+        rows += [{"condition": cond, "seed": s, "position": q, "k": k + 2, "best_r2": pr["best"][s, q, k],
+                  "pair_r2": pr["pair4"][s, q] if k + 2 == 4 else np.nan}
+                 for s in range(M) for q in range(P) for k in range(K)]
+    return pd.DataFrame(rows)
+
+
+def share_rows(net: BatchedResMLP, X: torch.Tensor, a_idx, b_idx, **labels) -> list[dict]:
+    """Rows of per-block work shares (:func:`subproblem_energy`) and write energies
+    (:func:`block_energy`), one per seed x block, with ``labels`` added to each."""
+    sh = subproblem_energy(net, X, a_idx, b_idx)
+    en = block_energy(net, X)
+    return [{**labels, "seed": s, "block": b, "share_a": sh[s, b, 0], "share_b": sh[s, b, 1],
+             "share_ab": sh[s, b, 2], "energy": en[s, b]}
+            for s in range(net.n_models) for b in range(net.n_blocks)]
+
+
+def _halves_index(X: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    bits = (X > 0).long().numpy()
+    w = 2 ** np.arange(N_BITS // 2)[::-1]
+    return bits[:, :N_BITS // 2] @ w, bits[:, N_BITS // 2:] @ w
+
+
+def parity_block_shares(nets: dict, width: int) -> pd.DataFrame:
+    """Where each condition's networks (at ``width``) work on bits 1-4 and on bits 5-8: rows of
+    :func:`share_rows` with a ``condition`` column (the placement measure's positive controls)."""
+    X, _ = parity_data()
+    a_idx, b_idx = _halves_index(X)
+    rows = []
+    for (cond, w), net in nets.items():
+        if w == width:
+            rows += share_rows(net, X, a_idx, b_idx, condition=cond)
+    return pd.DataFrame(rows)
+
+
+# -- the two-halves task: where do two independent halves sit? -----------------------------------
+GATES = {"xor": lambda a, b: a ^ b, "and": lambda a, b: a & b, "or": lambda a, b: a | b}
+
+
+def chain(bits: np.ndarray, gates: Sequence[str]) -> np.ndarray:
+    """A serial gate chain: ``z = bits[:, 0]``, then ``z = gate_i(z, bits[:, i + 1])``.
+    ``bits (N, len(gates) + 1)`` of 0/1 ints -> ``(N,)`` 0/1."""
+    if bits.shape[1] != len(gates) + 1:
+        raise ValueError(f"{len(gates)} gates need {len(gates) + 1} input bits, got {bits.shape[1]}")
+    z = bits[:, 0].copy()
+    for i, name in enumerate(gates):
+        if name not in GATES:
+            raise ValueError(f"unknown gate {name!r}; valid: {sorted(GATES)}")
+        z = GATES[name](z, bits[:, i + 1])
+    return z
+
+
+def bit_tasks(gates_g: Sequence[str] = ("xor", "and", "xor"),
+              gates_h: Sequence[str] = ("xor", "or", "xor")) -> dict:
+    """The previous version's two tasks on all 256 inputs (book's bit order), kept for part D
+    and to show why they were not a fair serial/parallel pair.
+
+    - ``y_halves = g(x_1..4) XOR h(x_5..8)`` with ``g, h`` gate chains (the *two-halves task*;
+      it was the "parallel" task);
+    - ``y_chain = h(g(x_1..4) XOR x_5, x_6, x_7, x_8)``: the same gates in one chain (the old
+      "serial" task, a different function).
+
+    Returns ``X (256, 8)`` in {-1, +1}, ``y_halves``, ``y_chain`` (``(256,)`` in {-1, +1}) and
+    ``a_idx, b_idx`` (which value of ``x_1..4`` / ``x_5..8`` each row has).
+    """
+    from ...data.cube import cube_bits
+
+    if len(gates_g) != 3 or len(gates_h) != 3:
+        raise ValueError("g and h need three gates each for 8 bits")
+    bits = cube_bits(N_BITS).astype(np.int64)
+    g, h = chain(bits[:, :4], gates_g), chain(bits[:, 4:], gates_h)
+    ser = chain(bits, list(gates_g) + ["xor"] + list(gates_h))
+    X = torch.as_tensor(2 * bits - 1, dtype=torch.float32)
+    a_idx, b_idx = _halves_index(X)
+    return {"X": X, "y_halves": torch.as_tensor(2 * (g ^ h) - 1, dtype=torch.float32),
+            "y_chain": torch.as_tensor(2 * ser - 1, dtype=torch.float32), "a_idx": a_idx, "b_idx": b_idx}
+
+
+def run_two_halves(seeds: int, width: int, blocks: int, target_loss: float, max_steps: int,
+                   lr: float) -> dict[str, pd.DataFrame]:
+    """Train the two-halves task freely (no intermediate targets) and record where each block
+    works: ``halves_training`` (seed, reached, steps_to_target) and ``halves_block_shares``."""
+    t = bit_tasks()
+    init = [seed_int(CHAPTER, "halves-init", width, s) for s in range(seeds)]
+    net, ok, steps, _ = train_implementation(t["X"], t["y_halves"], (), width, blocks, init, init,
+                                             target_loss, max_steps, lr, 0.0, desc="two halves")
+    train = pd.DataFrame({"seed": range(seeds), "reached": ok,
+                          "steps_to_target": np.where(ok, steps, -1)})
+    shares = pd.DataFrame(share_rows(net, t["X"], t["a_idx"], t["b_idx"], task="two-halves"))
+    return {"halves_training": train, "halves_block_shares": shares}
+
+
+def fourier_weights(y: torch.Tensor) -> np.ndarray:
+    """Fourier weight of a ``±1`` function on the 8-bit cube (book's bit order) at each degree
+    ``0..8``: ``W_k = sum_{|S| = k} fhat(S)^2`` (they sum to 1). ``y (256,)``."""
+    X, _ = parity_data()
+    subsets = [c for k in range(N_BITS + 1) for c in itertools.combinations(range(N_BITS), k)]
+    chars = torch.stack([X[:, list(c)].prod(1) if c else torch.ones(len(X)) for c in subsets], 1)
+    coef = (chars * y[:, None]).mean(0).double().numpy()
+    sizes = np.array([len(c) for c in subsets])
+    return np.array([(coef[sizes == k] ** 2).sum() for k in range(N_BITS + 1)])
+
+
+def task_spectra() -> pd.DataFrame:
+    """Fourier weight by degree of the chapter's target (parity, the same for every
+    implementation) and of the previous version's two tasks: one row per task x degree."""
+    _, y = parity_data()
+    t = bit_tasks()
+    tasks = {"parity": y, "old parallel (two halves)": t["y_halves"], "old serial": t["y_chain"]}
+    return pd.DataFrame([{"task": name, "degree": k, "weight": w}
+                         for name, f in tasks.items() for k, w in enumerate(fourier_weights(f))])
