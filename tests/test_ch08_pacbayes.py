@@ -314,7 +314,11 @@ def test_effects_in_other_units_are_not_compared():
     t["effects"].loc[t["effects"].family == "07-nats", "units"] = "share of runs"
     comp = analysis.comparison_table(t, PARAMS)
     assert (comp.verdict == analysis.NOT_COMPARABLE).all()
-    assert analysis.comparison(t, PARAMS).glue["verdict_07_nats"] == "not available"
+    g = analysis.comparison(t, PARAMS).glue
+    assert g["verdict_07_nats"] == "not available" and "in other units" in g["finding_07_nats"]
+    t["effects"].loc[t["effects"].family == "07-nats", ["units", "lo", "hi"]] = ["nats", math.nan, math.nan]
+    g = analysis.comparison(t, PARAMS).glue
+    assert g["verdict_07_nats"] == "not available" and "without an interval" in g["finding_07_nats"]
 
 
 def test_analyse_gives_every_glue_value_and_validity_counts():

@@ -348,8 +348,11 @@ def comparison(tables: dict, params: dict) -> Findings:
                               else f"not available ({r.status}: `{r.file}`)")
         g[f"verdict_{key}"] = r.verdict
         if r.verdict == "not available":
+            parts = [f"{int(r.not_comparable)} in other units" if r.not_comparable else "",
+                     f"{int(r.missing)} in these units without an interval" if r.missing else ""]
+            parts = [x for x in parts if x]
             why = (f"the file `{r.file}` was not found" if r.status == "absent"
-                   else f"its {int(r.not_comparable)} effects in `{r.file}` are in other units" if r.not_comparable
+                   else f"of its effects in `{r.file}`, {' and '.join(parts)}" if parts
                    else f"`{r.file}`: {r.status}")
             g[f"finding_{key}"] = f"No comparison: {why}."
             continue
