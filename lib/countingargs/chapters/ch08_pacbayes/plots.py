@@ -1,6 +1,8 @@
 """Figures of chapter 08, drawn from the saved tables only."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -82,7 +84,8 @@ def _effects_panel(ax, comp, fams, families, units, title, lit_slack=None):
     if lit_slack is not None:
         ax.axvline(lit_slack, color="k", ls=":", lw=1, label="slack of the MNIST result Turner cites")
     names = {"01-accuracy": "ch. 01", "01-nats": "ch. 01", "07-nats": "ch. 07"}
-    ax.set_yticks(y, [f"{names.get(r.family, r.family)}: {r.cell}" for r in rows.itertuples()], fontsize=6)
+    ax.set_yticks(y, [textwrap.fill(f"{names.get(r.family, r.family)}: {r.cell}", 40) for r in rows.itertuples()],
+                  fontsize=6)
     ax.set_xlabel("|difference| in test accuracy (share of digits)" if units == "accuracy"
                   else "|difference| (nats)")
     ax.set_xlim(left=0)
