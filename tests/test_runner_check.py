@@ -1,7 +1,10 @@
 """verify / replot on an unpublished override run (results/<profile>+<hash>/): verify reads it,
 replot redraws its figures into its own folder, never into the book."""
+import io
 import json
 import shutil
+
+from PIL import Image
 
 from countingargs.build import check
 from test_check import book  # noqa: F401 - the fixture: a fake chapter with saved results
@@ -22,4 +25,9 @@ def test_replot_of_an_override_run_stays_out_of_the_book(book):  # noqa: F811
     assert sorted(p.relative_to(own).as_posix() for p in written["99_fake"]) == \
         ["figures/zz-squares.pdf", "figures/zz-squares.png"]
     assert not (root / "book" / "figures").exists()
-    assert (own / "figures" / "zz-squares.png").read_bytes() == book_figures["zz-squares.png"]
+    # The same pixels; the embedded provenance names the run the figure was redrawn from.
+    redrawn, published = (Image.open(io.BytesIO(b)) for b in (
+        (own / "figures" / "zz-squares.png").read_bytes(), book_figures["zz-squares.png"]))
+    assert redrawn.tobytes() == published.tobytes()
+    assert "results/quick+0123abcd/99_fake/squares.csv" in redrawn.text["Description"]
+    assert "results/quick/99_fake/squares.csv" in published.text["Description"]
