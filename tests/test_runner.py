@@ -168,3 +168,21 @@ def test_cli_exit_codes_messages_and_a_clean_terminal(tmp_path):
     (tmp_path / "empty").mkdir()
     notbook = cli(tmp_path / "empty", "params", "01_a")
     assert notbook.returncode == 2 and "not a book root (missing _config.yml, notebooks)" in notbook.stderr
+
+
+def test_a_notebook_that_reads_another_starts_after_it_in_a_parallel_rebuild(tmp_path):
+    root = make_light_book(tmp_path, names=("01_slow", "02_reader", "03_free"))
+    path = root / "notebooks" / "02_reader.md"   # jupytext writes only the metadata it knows
+    path.write_text(path.read_text().replace("---\n", '---\nreads_results: ["01_*"]\n', 1))
+    jobs = {j.name: j for j in rb.plan(root, "quick")}
+    assert rb.reads_results(jobs["02_reader"], jobs) == {"01_slow"}
+    assert rb.reads_results(jobs["01_slow"], jobs) == set()
+    logs = []
+    outcomes = rb.rebuild(root, "quick", log=logs.append, n_jobs=2)
+    assert [o.status for o in outcomes] == ["ran"] * 3, [o.message for o in outcomes]
+    started = next(i for i, m in enumerate(logs) if "02_reader" in m and ": running" in m)
+    done = next(i for i, m in enumerate(logs) if "01_slow" in m and ": done" in m)
+    assert done < started and "after 01_slow" in logs[started], logs
+    jobs["02_reader"].nb.metadata["reads_results"] = "01_slow"
+    with pytest.raises(rb.RebuildError, match="reads_results"):
+        rb.reads_results(jobs["02_reader"], jobs)

@@ -22,6 +22,10 @@ For a rebuild of one book root (one at a time: :mod:`.lock`):
    into place together, or not at all. A failed cell, a notebook that never calls
    ``run.finish()`` or a failed move keeps the executed copy in
    ``failures/<variant>/<name>.ipynb`` and leaves earlier outputs untouched.
+5. **Order**: a notebook whose front matter lists other notebooks' results it reads
+   (``reads_results: [01_distillation, "07_*"]``, names or patterns) starts only after those
+   notebooks of the same rebuild have finished (:func:`reads_results`), so what it reads does
+   not depend on which notebook happened to finish first.
 
 Where outputs go: a profile's run writes ``results/<profile>/<name>/``, ``book/figures/`` and
 ``book/generated/<name>.ipynb``. A run with ``-p`` overrides writes only
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -431,6 +436,16 @@ def stale(root: Path, profile: str = "standard", only: list[str] | None = None,
     return {job.name: _assess(ctx, job, False)[2] for job in jobs}
 
 
+def reads_results(job: Job, names) -> set[str]:
+    """The notebooks among ``names`` whose results ``job`` reads (its front matter's
+    ``reads_results``: notebook names or glob patterns), itself excluded."""
+    pats = (job.nb.metadata.get("reads_results") if job.nb is not None else None) or []
+    if isinstance(pats, str) or not all(isinstance(p, str) for p in pats):
+        raise RebuildError(f"{job.name}: reads_results must be a list of notebook names or patterns, "
+                           f"got {pats!r}")
+    return {n for n in names if n != job.name and any(fnmatch.fnmatch(n, p) for p in pats)}
+
+
 def _clean_leftovers(root: Path, log: Callable[[str], None]) -> None:
     """Remove what an interrupted or killed run left in ``.rebuild-tmp/`` (we hold the lock, so
     nothing else is using it)."""
@@ -490,10 +505,15 @@ def _rebuild_locked(root, profile, jobs, timeout, force, log, progress_bar, n_jo
                                                      reason=reason)))
         log(f"{head}: will run: {reason}")
 
+    names = {task.name for task in tasks}
+    for task in tasks:
+        task.after = reads_results(task.extra["job"], names)
+
     def on_start(task: Task) -> None:
         _prepare(ctx, task)
         task.extra["started"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        progress.log(f"{task.head}: running ({n_jobs} at a time, {threads} thread(s) each; "
+        after = f"after {', '.join(sorted(task.after))}; " if task.after else ""
+        progress.log(f"{task.head}: running ({n_jobs} at a time, {threads} thread(s) each; {after}"
                      f"elapsed {_fmt_seconds(time.perf_counter() - t_all)})")
 
     def on_done(task: Task, result: dict | None) -> None:

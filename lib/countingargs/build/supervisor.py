@@ -58,6 +58,7 @@ class Task:
     cell: tuple[int, int] | None = None
     started: float = 0.0
     extra: dict = field(default_factory=dict)
+    after: set = field(default_factory=set)    # names of tasks that must finish before it starts
 
     @property
     def spec_path(self) -> Path:
@@ -239,19 +240,23 @@ def stop(tasks: list[Task], grace: float = GRACE_SECONDS) -> None:
 
 def run_tasks(tasks: list[Task], n_jobs: int, env: dict, on_start: Callable[[Task], None],
               on_done: Callable[[Task, dict | None], None], progress: Progress) -> None:
-    """Run every task, ``n_jobs`` at a time; ``on_start(task)`` must set its ``workdir`` and
+    """Run every task, ``n_jobs`` at a time, each only after the tasks named in its ``after``
+    have finished; ``on_start(task)`` must set its ``workdir`` and
     ``spec``; ``on_done(task, result)`` is called here when its
     worker exits (``result`` is the worker's ``result.json``, or None if it wrote none). Raises
     :class:`Interrupted` on SIGINT/SIGTERM/SIGHUP, after stopping every worker."""
     queue = deque(tasks)
     running: list[Task] = []
+    finished: set[str] = set()
     with _Signals() as sig:
         try:
             while queue or running:
                 if sig.received is not None:
                     break
                 while queue and len(running) < n_jobs:
-                    task = queue.popleft()
+                    task = _next_ready(queue, finished, bool(running))
+                    if task is None:
+                        break
                     on_start(task)
                     _start(task, env)
                     running.append(task)
@@ -280,6 +285,7 @@ def run_tasks(tasks: list[Task], n_jobs: int, env: dict, on_start: Callable[[Tas
                             result = json.loads(task.result_path.read_text())
                         except ValueError:
                             result = None
+                    finished.add(task.name)
                     on_done(task, result)
         finally:
             stop(running)
@@ -287,6 +293,16 @@ def run_tasks(tasks: list[Task], n_jobs: int, env: dict, on_start: Callable[[Tas
                 progress.drop(t.name)
         if sig.received is not None:
             raise Interrupted(_cancel_message(sig.received, running, list(queue)), sig.received)
+
+
+def _next_ready(queue: deque, finished: set[str], busy: bool) -> Task | None:
+    """Take from ``queue`` the first task whose ``after`` tasks have all finished; with nothing
+    running and nothing ready (a cycle of ``after``), the first task anyway."""
+    for task in queue:
+        if task.after <= finished:
+            queue.remove(task)
+            return task
+    return None if busy else queue.popleft()
 
 
 def _cancel_message(signum: int, running: list[Task], queued: list[Task]) -> str:
