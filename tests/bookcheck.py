@@ -67,7 +67,7 @@ def check_ledger_rows(rows: list[dict]) -> list[str]:
         if len(finding.split()) < 4 or not finding.rstrip().endswith((".", "!", "?")):
             problems.append(f"{rid}: the finding is not a plain sentence: {finding!r}")
         effect = r.get("Effect [95% interval]", "")
-        unmeasured = effect.startswith("not measured") and re.search(r"\bmixed\b", r.get("Verdict", ""))
+        unmeasured = re.search(r"\bnot measured$", effect.strip()) and re.search(r"\bmixed\b", r.get("Verdict", ""))
         if not NUMBER.search(effect) and not unmeasured:
             problems.append(f"{rid}: no effect size")
     return problems

@@ -207,3 +207,18 @@ def test_chapter_02_trainer_asked_for_cuda_without_cuda_fails_clearly():
     x = V.cube(3)
     with pytest.raises(RuntimeError, match=r"device='cuda' was asked for"):
         V.train_to_fit(x[:4], torch.ones(4, dtype=torch.bool), x, 8, [4], device="cuda")
+
+
+def test_rebuild_passes_scheduler_and_checkpoint_to_the_kernels(monkeypatch, tmp_path):
+    """`rebuild --scheduler/--checkpoint` set the variables the kernels inherit (and nothing else:
+    an unknown notebook is still refused by name)."""
+    from countingargs.build import cli
+    from conftest import REPO
+
+    monkeypatch.delenv("COUNTINGARGS_SCHEDULER", raising=False)
+    monkeypatch.delenv("COUNTINGARGS_CHECKPOINT", raising=False)
+    rc = cli.main(["rebuild", "--root", str(REPO), "--only", "99_nothing", "--scheduler", "local:2",
+                   "--checkpoint", str(tmp_path / "ck")])
+    assert rc == 2
+    assert os.environ["COUNTINGARGS_SCHEDULER"] == "local:2"
+    assert os.environ["COUNTINGARGS_CHECKPOINT"] == str((tmp_path / "ck").resolve())

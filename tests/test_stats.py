@@ -85,3 +85,12 @@ def test_verdict_combine():
     assert str(Verdict.combine([c])) == "contradicts"
     with pytest.raises(ValueError):
         Verdict.combine([])
+
+
+def test_finite_t_interval_skips_missing_cells():
+    from countingargs import stats
+    import math
+    assert stats.finite_t_interval([1.0, float("nan"), 3.0]) == stats.t_interval([1.0, 3.0])
+    est, lo, hi = stats.finite_t_interval([2.0, float("inf")])
+    assert est == 2.0 and math.isnan(lo) and math.isnan(hi)
+    assert all(math.isnan(v) for v in stats.finite_t_interval([float("nan")]))

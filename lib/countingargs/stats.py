@@ -47,6 +47,19 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return m, m - half, m + half
 
 
+def finite_t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """:func:`t_interval` over the finite values only, for tables with cells that may be missing
+    (a stuck run, an undefined statistic): ``(nan, nan, nan)`` when none is finite, ``(value, nan,
+    nan)`` when one is (a mean without an interval)."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    if v.size == 1:
+        return float(v[0]), math.nan, math.nan
+    return t_interval(v, level)
+
+
 def paired_t_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95
                       ) -> tuple[float, float, float]:
     """Student-t interval of the mean paired difference ``a - b`` (same seeds, same order)."""
@@ -76,25 +89,6 @@ def bca_interval(values: Sequence[float], statistic: Callable = np.mean, level: 
     if not (math.isfinite(lo) and math.isfinite(hi)):   # degenerate resampling distribution
         return est, est, est
     return est, lo, hi
-
-
-def bootstrap_ci(values: Sequence[float], stat: Callable = np.mean, n_boot: int = 4000,
-                 level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Percentile bootstrap interval ``(estimate, low, high)`` (hand-written, as used by the
-    chapters before the restructure). It under-covers with few seeds: chapters move to
-    :func:`t_interval` / :func:`bca_interval`; this function goes once none uses it."""
-    x = _clean(values, "bootstrap_ci", 1)
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    est = float(stat(x))
-    if x.size == 1:
-        return est, est, est
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    boots = np.apply_along_axis(stat, 1, x[idx]) if stat is not np.mean else x[idx].mean(axis=1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return est, float(lo), float(hi)
 
 
 def proportion_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:

@@ -15,6 +15,7 @@ run holds the book's lock); 130 interrupted by Ctrl-C (143 by SIGTERM).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -199,6 +200,13 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
         p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per notebook (default 1)")
         p.add_argument("--quiet", action="store_true", help="quieter render (build only)")
+        p.add_argument("--scheduler", metavar="ADDR",
+                       help="where the chunked loops run (countingargs.chunks): local, local:N, "
+                            "tcp://HOST:PORT or a scheduler file; never changes results, so not "
+                            "part of the input hash (sets COUNTINGARGS_SCHEDULER for the kernels)")
+        p.add_argument("--checkpoint", metavar="DIR",
+                       help="keep each finished chunk in DIR; a killed run started again computes "
+                            "only the missing chunks (sets COUNTINGARGS_CHECKPOINT)")
         common(p)
         p.set_defaults(func=fn)
     p = sub.add_parser("render", help="jupyter-book build, strict")
@@ -226,6 +234,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
+    # the kernels inherit the environment: where their chunked loops run, and their checkpoints
+    # (paths made absolute: the kernels run in folders of their own)
+    if getattr(args, "scheduler", None):
+        file = Path(args.scheduler)
+        os.environ["COUNTINGARGS_SCHEDULER"] = str(file.resolve()) if file.is_file() else args.scheduler
+    if getattr(args, "checkpoint", None):
+        os.environ["COUNTINGARGS_CHECKPOINT"] = str(Path(args.checkpoint).resolve())
     try:
         return args.func(args)
     except Interrupted as exc:

@@ -85,14 +85,7 @@ def with_routes(nets: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # cells
-def _interval(values) -> tuple[float, float, float]:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    if v.size == 1:
-        return float(v[0]), math.nan, math.nan
-    return stats.t_interval(v)
+_interval = stats.finite_t_interval   # a mean with its t interval, over the finite values
 
 
 def behaviour_label(k: int, n: int) -> str:

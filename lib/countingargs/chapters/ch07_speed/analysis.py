@@ -59,14 +59,7 @@ def arch_name(width, depth) -> str:
     return f"{int(width)}x{int(depth)}"
 
 
-def _interval(values) -> tuple[float, float, float]:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    if v.size == 1:
-        return float(v[0]), math.nan, math.nan
-    return stats.t_interval(v)
+_interval = stats.finite_t_interval   # a mean with its t interval, over the finite values
 
 
 def _wilson(k: int, n: int) -> tuple[float, float, float]:

@@ -326,12 +326,13 @@ def literature(tables: dict, params: dict) -> Findings:
     g = {"lit_slack": b - t, "lit_ratio": b / t}
     eff = tables["effects"]
     acc = eff[(eff.family == "01-accuracy") & (eff.status == "present")].dropna(subset=["lo", "hi"])
-    if len(acc):
-        small = np.where((acc.lo <= 0) & (acc.hi >= 0), 0.0, np.minimum(acc.lo.abs(), acc.hi.abs()))
-        g["lit_resolves_text"] = (f"{int((small > b - t).sum())} of the {len(acc)} cells of chapter 01 have a test-accuracy "
-                                  f"difference whose whole interval exceeds that slack")
-    else:
-        g["lit_resolves_text"] = "chapter 01's accuracy differences are not available in this run"
+    # the smallest distance of each interval from zero (0 where it covers zero)
+    nearest = np.where((acc.lo <= 0) & (acc.hi >= 0), 0.0, np.minimum(acc.lo.abs(), acc.hi.abs()))
+    n_res = int((nearest > b - t).sum())
+    g["lit_resolves_text"] = (
+        f"{n_res} of the {len(acc)} cells of chapter 01 {'has' if n_res == 1 else 'have'} a "
+        "test-accuracy difference whose whole interval exceeds that slack" if len(acc) else
+        "chapter 01's accuracy differences are not available in this run")
     return Findings(glue=g)
 
 
