@@ -395,3 +395,16 @@ def test_analysis_voids_tests_whose_lowest_control_failed_and_refuses_gaps():
         A.by_seed(bad, [bad.condition.iloc[0]], "rank_lift")
     with pytest.raises(ValueError, match="needs the table"):
         A.analyse({"summary": s}, PARAMS)
+
+
+def test_a_ratio_with_an_unbounded_interval_is_not_measured_in_the_ledger():
+    lifts = {"p2d/reversed": 0.02, "d2p/reversed": 0.02,
+             "context/p2d/reversed": 0.4, "context/d2p/reversed": 0.4}
+    f = A.analyse(_tables(_summary(lifts), _summary({})), PARAMS)
+    rt = f.tables["ratios"].copy()
+    led = A.ledger_rows(f.tables["verdicts"], rt, 0.5)
+    bounded = {r["id"]: r for r in led}["05-ratio-reversal"]
+    assert np.isfinite(bounded["effect"])                   # a bounded ratio keeps its number
+    rt.loc[rt.test == "reversal", ["ratio_hi", "verdict"]] = [np.nan, "mixed"]   # prompt lift ~ 0
+    row = {r["id"]: r for r in A.ledger_rows(f.tables["verdicts"], rt, 0.5)}["05-ratio-reversal"]
+    assert row["verdict"] == "mixed" and np.isnan(row["effect"]) and np.isnan(row["effect_hi"])

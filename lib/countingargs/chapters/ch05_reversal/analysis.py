@@ -562,6 +562,7 @@ def ledger_rows(vt: pd.DataFrame, rt: pd.DataFrame, threshold: float) -> list[di
     ]
     for r, rid in zip(rt.itertuples(), ("05-ratio-reversal", "05-ratio-twohop-seen",
                                         "05-ratio-twohop-unseen")):
+        bounded = bool(np.isfinite(r.ratio_lo) and np.isfinite(r.ratio_hi))
         rows.append(report.ledger_row(
             id=rid, chapter=CHAPTER,
             claim="A model's silent inference from facts in its weights is weak compared with what it "
@@ -569,7 +570,10 @@ def ledger_rows(vt: pd.DataFrame, rt: pd.DataFrame, threshold: float) -> list[di
             who="Pope", quote="the relative power of the ‘instrumental ghost’", source=POPE_TWEET,
             version=f"the ratio Pope argued from ({r.test}): supported when it lies below {threshold:g}",
             claim_side=report.SCEPTIC, effect_name="weights lift / prompt lift (same candidate-set size)",
-            effect=r.ratio, effect_lo=r.ratio_lo, effect_hi=r.ratio_hi,
+            # a ratio whose interval is unbounded (a prompt lift that may be zero) is not a
+            # measurement: the ledger shows "not measured"; the finding keeps the point value
+            effect=r.ratio if bounded else math.nan, effect_lo=r.ratio_lo if bounded else math.nan,
+            effect_hi=r.ratio_hi if bounded else math.nan,
             units="ratio (0 = no silent inference, 1 = as much as in the prompt)", verdict=r.verdict,
             finding=_ratio_finding(r), figure="reversal-ratio"))
     return rows
