@@ -56,6 +56,9 @@ def test_quick_profile_runs_every_notebook(quick_book):
             assert verdicts and verdicts <= {"supports", "contradicts", "mixed"}, f"{name}: {verdicts}"
         else:
             assert glue.get("verdict") in {"supports", "contradicts", "mixed"}, f"{name}: verdict {glue.get('verdict')}"
+        # a reader sees results as text and figures, never the repr of a library object
+        executed = (quick_book / "book" / "generated" / f"{name}.ipynb").read_text()
+        assert "Findings(glue=" not in executed, f"{name}: a cell shows a Findings object (end it with ';')"
 
 
 def test_quick_profile_is_deterministic(quick_book, tmp_path_factory):
