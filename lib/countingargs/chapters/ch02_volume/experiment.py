@@ -46,6 +46,12 @@ from ...stats import progress
 # ---------------------------------------------------------------------------------------------
 # functions as named objects, targets, consistency
 # ---------------------------------------------------------------------------------------------
+
+# The targets of the reach table (a fixed design, the same in every profile): simple to hard
+# functions of the first bits, in the book's one bit order (data.cube).
+REACH_TARGETS = ("x1", "x1&x2", "x1|x2", "majority", "parity3", "x1^x2")
+
+
 def target_bits(name: str, n_inputs: int) -> np.ndarray:
     """Truth table ``(2**n,)`` bool of a named target: ``zero``, ``one``, ``x1`` ... ``xn``,
     ``x1&x2``, ``x1|x2``, ``x1^x2``, ``parity3`` (x1^x2^x3), ``parity`` (all bits),
