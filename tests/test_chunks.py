@@ -222,3 +222,20 @@ def test_rebuild_passes_scheduler_and_checkpoint_to_the_kernels(monkeypatch, tmp
     assert rc == 2
     assert os.environ["COUNTINGARGS_SCHEDULER"] == "local:2"
     assert os.environ["COUNTINGARGS_CHECKPOINT"] == str((tmp_path / "ck").resolve())
+
+
+def test_checkpoint_key_hashes_array_contents():
+    """Arrays and tensors enter the key by their bytes: two large arrays whose repr is the same
+    (numpy elides the middle) get different keys; the same values give the same key."""
+    f = sample_functions
+    a = np.zeros(5000)
+    b = a.copy()
+    b[2500] = 1.0
+    assert repr(a) == repr(b)
+    key = lambda v: chunks.chunk_key(f, dict(seed=1, chunk=0, params=v))  # noqa: E731
+    assert key(a) != key(b)
+    assert key(a) == key(a.copy())
+    t = torch.zeros(5000)
+    assert key(t) == key(torch.zeros(5000)) and key(t) != key(torch.ones(5000))
+    assert key(t) != key(t.double())
+    assert key({"w": t}) != key({"w": torch.ones(5000)})

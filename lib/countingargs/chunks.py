@@ -91,9 +91,25 @@ def _source_salt(fn: Callable) -> str:
     return _salt_of_module(fn.__module__)
 
 
+def _encode(value: Any) -> Any:
+    """JSON stand-in for a chunk argument JSON cannot hold: arrays and tensors by the hash of
+    their bytes, shape and dtype (their ``repr`` elides the middle of a large array, so two
+    different arrays could share a key); other objects by ``repr``."""
+    mod = type(value).__module__
+    if mod.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu().contiguous().numpy()
+    if mod.startswith(("numpy", "torch")) and hasattr(value, "tobytes") and hasattr(value, "shape"):
+        import numpy as np
+
+        arr = np.ascontiguousarray(value)
+        return {"array": hashlib.sha256(arr.tobytes()).hexdigest(), "shape": list(arr.shape),
+                "dtype": str(arr.dtype)}
+    return repr(value)
+
+
 def chunk_key(fn: Callable, chunk: Mapping[str, Any], salt: str = "") -> str:
     payload = json.dumps({"fn": f"{fn.__module__}.{fn.__qualname__}", "args": chunk, "salt": salt},
-                         sort_keys=True, default=repr)
+                         sort_keys=True, default=_encode)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

@@ -100,8 +100,15 @@ def recommended_burnin(step_size: float, localization: float, factor: float = 1.
 def estimate_llc_batch(loss_fn: Callable, params, n: int, *, step_size: float,
                        n_beta: float | None = None, localization: float = 100.0,
                        n_chains: int = 4, n_draws: int = 200, n_burnin: int = 100,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, point_ids=None) -> dict:
     """LLC of ``K`` points at once. ``params``: tensor ``(K, ...)`` or dict of ``(K, ...)``.
+
+    Noise streams: with ``point_ids`` (``K`` non-negative integers, e.g. each network's index in
+    the whole experiment) the chains of point ``k`` draw their noise from their own stream
+    ``(seed, "llc-point", point_ids[k])``, so a point's estimate is the same whichever other
+    points share the batch (a chunk of a :func:`countingargs.chunks.map_chunks` run on any
+    number of workers gives the same numbers as one batch of all points). Without it all chains
+    share one stream seeded by ``seed`` (the estimate of a point then depends on the batch).
 
     The update (SGLD with full-batch gradients, as in Lau et al.) is
     ``w <- w - step_size/2 * (n_beta * grad L_n(w) + localization * (w - w*)) + N(0, step_size)``.
@@ -134,7 +141,17 @@ def estimate_llc_batch(loss_fn: Callable, params, n: int, *, step_size: float,
     # chains: (K * C, ...), point-major
     anchor = {name: v.repeat_interleave(n_chains, dim=0) for name, v in star.items()}
     theta = {name: v.clone().requires_grad_(True) for name, v in anchor.items()}
-    gen = torch.Generator(device=next(iter(star.values())).device).manual_seed(int(seed))
+    dev = next(iter(star.values())).device
+    if point_ids is None:
+        gen, gens = torch.Generator(device=dev).manual_seed(int(seed)), None
+    else:
+        ids = [int(p) for p in point_ids]
+        if len(ids) != k or min(ids, default=0) < 0:
+            raise ValueError(f"point_ids needs {k} non-negative integers (one per point), got {ids}")
+        from ..nets.seeding import generator as _generator
+
+        gens = [_generator(int(seed), "llc-point", p, device=dev) for p in ids]
+        sizes = [v[0].numel() for v in star.values()]
     steps = n_burnin + n_draws
     trace = torch.empty(k * n_chains, steps)
     noise_scale = math.sqrt(step_size)
@@ -143,9 +160,16 @@ def estimate_llc_batch(loss_fn: Callable, params, n: int, *, step_size: float,
         grads = torch.autograd.grad(loss.sum(), list(theta.values()))
         trace[:, t] = loss.detach()
         with torch.no_grad():
-            for (name, w), g in zip(theta.items(), grads):
+            if gens is not None:  # one draw per point: (K, C * sum(sizes)) -> per parameter
+                flat = torch.stack([torch.randn(n_chains * sum(sizes), generator=g, device=dev)
+                                    for g in gens]).view(k * n_chains, sum(sizes))
+                per_param = flat.split(sizes, dim=1)
+            for i, ((name, w), g) in enumerate(zip(theta.items(), grads)):
                 drift = n_beta * g + localization * (w - anchor[name])
-                noise = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+                if gens is None:
+                    noise = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+                else:
+                    noise = per_param[i].reshape(w.shape).to(w.dtype)
                 w.add_(-0.5 * step_size * drift + noise_scale * noise)
     trace = trace.reshape(k, n_chains, steps).numpy().astype(np.float64)
     draws = trace[:, :, n_burnin:]
@@ -172,7 +196,8 @@ def estimate_llc_batch(loss_fn: Callable, params, n: int, *, step_size: float,
             "diverged": diverged_chain.any(axis=1), "drift": drift,
             "settings": {"step_size": step_size, "n_beta": n_beta, "localization": localization,
                          "n_chains": n_chains, "n_draws": n_draws, "n_burnin": n_burnin,
-                         "seed": seed, "n": n}}
+                         "seed": seed, "n": n,
+                         "noise": "per point" if point_ids is not None else "shared"}}
 
 
 def estimate_llc(loss_fn: Callable, params, n: int, *, step_size: float,
