@@ -312,3 +312,68 @@ def test_cell_rule_under_the_null_decides_about_five_percent_of_cells():
     decided = np.mean([v != "mixed" for v in labels])
     assert 0.04 < decided < 0.06
     assert abs(labels.count("supports") - labels.count("contradicts")) < 60
+
+
+# -- the chunked run: the same bytes for any seed grouping and any number of workers ---------
+_SMALL = dict(train_sizes=[30, 50], widths=[4, 6], temperatures=[2.0, 1.0], seeds=[3, 0, 1],
+              student_epochs=40, hard_max_epochs=60, student_lr=0.02, eval_every=10, conv_window=20,
+              conv_tol=0.01, teacher_members=2, teacher_hidden=8, teacher_epochs=20, teacher_lr=0.01,
+              teacher_weight_decay=1e-4, budgets=[2000.0, 400.0])
+
+
+def _csv(tables):
+    return {name: df.to_csv() for name, df in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def small_in_process():
+    return _csv(distill.run(**_SMALL, seeds_per_chunk=3, scheduler=""))
+
+
+def test_logits_of_a_network_do_not_depend_on_its_place_in_the_batch():
+    # 297 validation digits x 10 classes: a block of 2970 floats, off the 16-byte boundary at odd places
+    split = data.digits_split()
+    params = [p.detach() for p in BatchedMLP(7, [64, 6, 10], seeds=list(range(7))).parameters()]
+    z = distill.logits(params, split.x_val)
+    assert z.shape == (7, 297, 10)
+    for i in range(7):
+        alone = distill.logits([p[i:i + 1].clone() for p in params], split.x_val)
+        assert z[i].numpy().tobytes() == alone[0].numpy().tobytes()
+
+
+def test_run_gives_the_same_bytes_for_any_seed_grouping(small_in_process):
+    got = distill.run(**_SMALL, seeds_per_chunk=1, scheduler="")
+    assert _csv(got) == small_in_process
+    assert _csv(distill.run(**_SMALL, seeds_per_chunk=2, scheduler="")) == small_in_process
+    # the rows come in the order of one batched run: sizes, widths, then seeds as given
+    assert list(got["teachers"].seed) == [3, 0, 1, 3, 0, 1]
+    with pytest.raises(ValueError, match="seeds_per_chunk"):
+        distill.run(**_SMALL, seeds_per_chunk=0)
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """Dask worker processes import countingargs through PYTHONPATH."""
+    import os
+    from pathlib import Path
+
+    from countingargs import chunks
+
+    lib = str(Path(__file__).resolve().parent.parent / "lib")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_run_on_a_local_cluster_with_1_and_2_workers_matches_in_process(small_in_process, workers_env):
+    from countingargs import chunks
+
+    for sched, spc in (("local:1", 3), ("local:2", 1)):
+        assert _csv(distill.run(**_SMALL, seeds_per_chunk=spc, scheduler=sched)) == small_in_process
+    rows = {(h["name"], h["scheduler"], h["workers"], h["chunks"]) for h in chunks.history()}
+    assert {("distillation", "local:1", 1, 2), ("distillation", "local:2", 2, 6)} <= rows

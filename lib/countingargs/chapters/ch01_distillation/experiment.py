@@ -11,6 +11,7 @@ parameters come as ``[W_1, ..., W_L, b_1, ..., b_L]`` with ``W_l (M, a, b)``, ``
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -43,8 +44,28 @@ def _layers(params: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Te
     return list(zip(params[:k], params[k:]))
 
 
+def _rows_multiple(params: Sequence[torch.Tensor]) -> int:
+    """The least row count ``q`` such that ``q`` rows of every layer's output fill a multiple of
+    4 floats (16 bytes)."""
+    q = 1
+    for w in params[:len(params) // 2]:
+        q = math.lcm(q, 4 // math.gcd(4, w.shape[-1]))
+    return q
+
+
 def logits(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``x (B, d)`` shared or ``(M, B, d)`` per network -> ``(M, B, C)``."""
+    """``x (B, d)`` shared or ``(M, B, d)`` per network -> ``(M, B, C)``.
+
+    Each network's output block starts on a 16-byte boundary, whatever its place in the batch:
+    when ``B`` rows of some layer's output are not a multiple of 4 floats (the 297 validation
+    digits times 10 classes), ``x`` gets zero rows up to the next such count, dropped from the
+    result. The CPU matmul rounds a block that starts off that boundary differently in the last
+    bit, so without this a network's validation logits would depend on its place in the batch
+    (on which other networks share it), and so on how the seeds are cut into chunks."""
+    b, q = x.shape[-2], _rows_multiple(params)
+    if b % q:
+        x = torch.cat([x, x.new_zeros(*x.shape[:-2], q - b % q, x.shape[-1])], -2)
+        return forward(_layers(params), x)[:, :b]
     return forward(_layers(params), x)
 
 
@@ -370,40 +391,113 @@ def teacher_metrics(split: DigitsSplit, teacher: dict, idx: torch.Tensor, seeds:
                          for i, s in enumerate(seeds)])
 
 
+#: seeds per chunk on a Dask scheduler by default (in process: all seeds of a training size in
+#: one chunk, the fastest there: at the standard parameters and 250 training digits, groups of 5
+#: seeds took 9% longer)
+SEEDS_PER_CHUNK_CLUSTER = 5
+
+
+def seed_chunk(seed: int, chunk: int, n_train: int, seeds: list[int], widths: list[int],
+               temperatures: list[float], budgets: list[float], student_epochs: int,
+               hard_max_epochs: int, student_lr: float, eval_every: int, conv_window: int,
+               conv_tol: float, teacher_members: int, teacher_hidden: int, teacher_epochs: int,
+               teacher_lr: float, teacher_weight_decay: float) -> dict[str, pd.DataFrame]:
+    """One training size and one group of seeds (``seed``: the group's first, for error
+    reports): their training subsets, teachers and students of every width (:func:`run_cell`).
+
+    Every random stream belongs to one seed (subset ``("ch01", "subset", n, s)``, teacher and
+    student initial weights), every loss and update is per network, and a batched matmul
+    gives each network the same bits whatever shares its batch: a seed's results do not
+    depend on which other seeds share its chunk. Returns the tables of :func:`run` (less
+    ``split``) for these seeds, in the order :func:`run` sorts them into."""
+    from ...data import digits as data
+
+    split = data.digits_split()
+    idx = data.stratified_subsets(split.y_pool, n_train, [seed_int("ch01", "subset", n_train, s) for s in seeds])
+    teacher = train_teachers(split, idx, seeds, teacher_members, teacher_hidden, teacher_epochs,
+                             teacher_lr, teacher_weight_decay)
+    tables: dict[str, list] = {"metrics": [], "curves": [], "matched": [], "budget": [],
+                               "teachers": [teacher_metrics(split, teacher, idx, seeds)]}
+    for w in widths:
+        cell = run_cell(split, idx, seeds, w, temperatures, teacher, budgets,
+                        student_epochs=student_epochs, hard_max_epochs=hard_max_epochs, lr=student_lr,
+                        eval_every=eval_every, conv_window=conv_window, conv_tol=conv_tol)
+        for name, df in cell.items():
+            tables[name].append(df)
+    return {name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}
+
+
+def _in_run_order(name: str, df: pd.DataFrame, train_sizes, widths, temperatures, seeds, budgets) -> pd.DataFrame:
+    """Rows of the chunks' table ``name`` in the order of one batched run over all seeds:
+    training size, width, then (metrics) condition, checkpoint, temperature, seed; (curves)
+    condition, epoch, temperature, seed; (matched) seed, temperature; (budget) seed, budget;
+    (teachers) seed. A stable sort, so rows equal in every key keep their chunk order."""
+    pos = lambda values: {v: i for i, v in reversed(list(enumerate(values)))}  # noqa: E731 - first place
+    keys = {"n_train": pos(train_sizes), "width": pos(widths), "condition": {"distill": 0, "hard": 1},
+            "checkpoint": {"final": 0, "early_stopped": 1}, "temperature": pos([float(t) for t in temperatures]),
+            "seed": pos(seeds), "budget": pos([float(b) for b in budgets]), "epoch": None}
+    order = {"metrics": ["n_train", "width", "condition", "checkpoint", "temperature", "seed"],
+             "curves": ["n_train", "width", "condition", "epoch", "temperature", "seed"],
+             "matched": ["n_train", "width", "seed", "temperature"],
+             "budget": ["n_train", "width", "seed", "budget"], "teachers": ["n_train", "seed"]}[name]
+    cols = {f"_key_{k}": df[k] if keys[k] is None else df[k].map(keys[k]).fillna(-1) for k in order}
+    keyed = df.assign(**cols)
+    return keyed.sort_values(list(cols), kind="stable").drop(columns=list(cols)).reset_index(drop=True)
+
+
 def run(train_sizes: list[int], widths: list[int], temperatures: list[float], seeds: list[int],
         student_epochs: int, hard_max_epochs: int, student_lr: float, eval_every: int,
         conv_window: int, conv_tol: float, teacher_members: int, teacher_hidden: int,
-        teacher_epochs: int, teacher_lr: float, teacher_weight_decay: float, budgets: list[float]
+        teacher_epochs: int, teacher_lr: float, teacher_weight_decay: float, budgets: list[float],
+        seeds_per_chunk: int | None = None, scheduler: str | None = None
         ) -> dict[str, pd.DataFrame]:
     """The whole experiment: for every training size, the teachers and then every student.
+
+    The work is cut into chunks of :func:`countingargs.chunks.map_chunks`, one per training size
+    and group of ``seeds_per_chunk`` seeds (:func:`seed_chunk`), run in process or on the Dask
+    ``scheduler`` (``None``: the environment's ``COUNTINGARGS_SCHEDULER``); the tables are the
+    same bytes for any group size and any number of workers. ``seeds_per_chunk=None``: all
+    seeds in process, :data:`SEEDS_PER_CHUNK_CLUSTER` on a Dask scheduler (a checkpointed run
+    resumes its finished chunks under the same grouping only).
 
     Returns the tidy tables ``metrics`` (one row per student and checkpoint), ``curves`` (every
     ``eval_every`` epochs while a student trains), ``matched`` (loss-matched states of the
     hard students), ``budget`` (hard students where each compute budget runs out),
     ``teachers`` (one row per training subset) and ``split`` (the sizes of the fixed split)."""
+    from ...chunks import default_scheduler, map_chunks, parse_scheduler
     from ...data import digits as data
 
     if len(seeds) < 2:
         raise ValueError(f"need at least 2 seeds for intervals over seeds, got {len(seeds)}")
     if not budgets or min(budgets) <= 0:
         raise ValueError(f"budgets must be a non-empty list of positive parameter-epochs, got {budgets}")
+    if scheduler is None:
+        scheduler = default_scheduler()
+    if seeds_per_chunk is None:
+        in_process = parse_scheduler(scheduler)[0] == "inprocess"
+        seeds_per_chunk = len(seeds) if in_process else SEEDS_PER_CHUNK_CLUSTER
+    if seeds_per_chunk < 1:
+        raise ValueError(f"seeds_per_chunk must be >= 1, got {seeds_per_chunk}")
     split = data.digits_split()
     if max(train_sizes) > len(split.y_pool):
         raise ValueError(f"train_sizes must not exceed the training pool of {len(split.y_pool)} digits, "
                          f"got {max(train_sizes)}")
-    tables: dict[str, list] = {"metrics": [], "curves": [], "matched": [], "budget": [], "teachers": []}
-    for n in train_sizes:
-        idx = data.stratified_subsets(split.y_pool, n, [seed_int("ch01", "subset", n, s) for s in seeds])
-        teacher = train_teachers(split, idx, seeds, teacher_members, teacher_hidden, teacher_epochs,
-                                 teacher_lr, teacher_weight_decay)
-        tables["teachers"].append(teacher_metrics(split, teacher, idx, seeds))
-        for w in widths:
-            cell = run_cell(split, idx, seeds, w, temperatures, teacher, budgets,
-                            student_epochs=student_epochs, hard_max_epochs=hard_max_epochs, lr=student_lr,
-                            eval_every=eval_every, conv_window=conv_window, conv_tol=conv_tol)
-            for name, df in cell.items():
-                tables[name].append(df)
+    seeds = [int(s) for s in seeds]
+    groups = [seeds[i:i + seeds_per_chunk] for i in range(0, len(seeds), seeds_per_chunk)]
+    common = dict(widths=[int(w) for w in widths], temperatures=[float(t) for t in temperatures],
+                  budgets=[float(b) for b in budgets], student_epochs=int(student_epochs),
+                  hard_max_epochs=int(hard_max_epochs), student_lr=float(student_lr),
+                  eval_every=int(eval_every), conv_window=int(conv_window), conv_tol=float(conv_tol),
+                  teacher_members=int(teacher_members), teacher_hidden=int(teacher_hidden),
+                  teacher_epochs=int(teacher_epochs), teacher_lr=float(teacher_lr),
+                  teacher_weight_decay=float(teacher_weight_decay))
+    chunks = [dict(seed=g[0], chunk=i * len(groups) + j, n_train=int(n), seeds=g, **common)
+              for i, n in enumerate(train_sizes) for j, g in enumerate(groups)]
+    res = map_chunks(seed_chunk, chunks, name="distillation", scheduler=scheduler)
+    tables = {name: _in_run_order(name, pd.concat([r[name] for r in res.results], ignore_index=True),
+                                  train_sizes, widths, temperatures, seeds, budgets)
+              for name in ("metrics", "curves", "matched", "budget", "teachers")}
     sizes = pd.DataFrame([{"part": "pool", "size": len(split.y_pool)},
                           {"part": "validation", "size": len(split.y_val)},
                           {"part": "test", "size": len(split.y_test)}])
-    return {**{name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}, "split": sizes}
+    return {**tables, "split": sizes}
