@@ -31,22 +31,29 @@ output bits that follow the description when the identifier points to another en
 (``follow_desc``: 0 for a pure memoriser, 1 for a pure deriver); the accuracy on held-out
 environments without an identifier (chance 1/2). Predictions are ``+1`` where the output is
 ``>= 0``, else ``-1``.
+
+**Chunks.** :func:`run_arm` runs its grid as chunks of :func:`countingargs.chunks.map_chunks`
+(:func:`arm_chunk`: one ``K`` and a group of seeds, trained as one batch), in process or on a
+Dask cluster (``scheduler``, or ``COUNTINGARGS_SCHEDULER``). A network's streams depend only on
+its task instance, seed and ``K``, so the tables are byte-identical whatever the grouping and
+the number of workers; the LLC's Langevin noise is one stream per ``K``, so an arm with LLC keeps
+each ``K`` in one chunk.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ...chunks import map_chunks
 from ...estimators import llc as llc_est
 from ...estimators.volume import local_volume_batch
 from ...nets import seeding
 from ...nets.mlp import forward as mlp_forward
 from ...nets.train import train_until
-from ...stats import progress
 
 CONDITIONS = ("free", "memorise", "derive")
 KEYS = ("wid", "wd", "b0", "w1", "b1")
@@ -459,52 +466,124 @@ def measure_volume(b: Batch, p: dict, *, rhos, tol: float, n_samples: int, seed:
 
 
 # ---------------------------------------------------------------------------------------------
-# the grid
+# the grid, as chunks of countingargs.chunks.map_chunks
+#: networks per chunk of an arm without LLC, by default (the seeds of a ``K`` are grouped so that
+#: a chunk trains at most this many, at least one seed): the standard grid's 45 networks of a
+#: ``K`` stay one batch, the full grid's 144 make 3 chunks. Every network's streams are its own,
+#: so any grouping gives the same networks.
+NETS_PER_CHUNK = 48
+
+
+def arm_chunk(seed: int, chunk: int, arm: dict, K: int, ks: list, seeds: list, conditions: list,
+              m: int, s: int, n_heldout: int, llc_settings: dict | None = None,
+              volume_settings: dict | None = None, llc_alternative: dict | None = None,
+              sensitivity: bool = False) -> dict[str, list[pd.DataFrame]]:
+    """One chunk of :func:`run_arm`: the networks ``ks x seeds x conditions`` of one ``K``,
+    trained as one batch under ``arm`` (the fields of :class:`Arm`), diagnosed and measured.
+
+    ``seed`` and ``chunk`` only name the chunk: every random stream belongs to a network (its
+    task instance, initial weights and scrambles come from its ``seed``; the volume's
+    directions from ``K``), except the LLC's Langevin noise, one stream per ``K`` drawn for all
+    of the chunk's networks at once, so :func:`run_arm` gives a chunk with LLC all seeds of
+    its ``K``. Returns lists of frames: ``networks`` (main level, then ``level_alt``),
+    ``llc``, ``volume``, ``llc_sensitivity`` (``sensitivity``: the LLC at ``llc_alternative``
+    too)."""
+    arm = Arm(**arm)
+    b = make_batch(K, ks, seeds, conditions, m=m, s=s, n_heldout=n_heldout, id_scale=arm.id_scale)
+    t = train(b, arm)
+    out = {"networks": [], "llc": [], "volume": [], "llc_sensitivity": []}
+    levels = [("main", arm.target, t.params)]
+    if arm.level_alt:
+        levels.append(("alt", arm.level_alt, t.alt_params))
+    for level, value, params in levels:
+        df = describe(t, "final" if level == "main" else "alt")
+        df.insert(0, "level", level)
+        df.insert(1, "level_loss", value)
+        out["networks"].append(df)
+        if llc_settings is not None:
+            lt = measure_llc(b, params, seed=seeding.seed_int(BASE, "llc", K), **llc_settings)
+            lt.insert(0, "level", level)
+            out["llc"].append(lt)
+            if level == "main" and llc_alternative is not None and sensitivity:
+                alt = measure_llc(b, params, seed=seeding.seed_int(BASE, "llc-alt", K),
+                                  **llc_alternative)
+                out["llc_sensitivity"] += [lt.drop(columns="level").assign(setting="main"),
+                                           alt.assign(setting="alternative")]
+        if volume_settings is not None and level == "main":
+            out["volume"].append(measure_volume(b, params, seed=seeding.seed_int(BASE, "volume", K),
+                                                **volume_settings))
+    return out
+
+
 def run_arm(arm: Arm, Ks, ks, seeds, conditions=CONDITIONS, *, m: int, s: int, n_heldout: int,
             llc_settings: dict | None = None, volume_settings: dict | None = None,
             llc_alternative: dict | None = None, alternative_Ks=(),
-            desc: str = "") -> dict[str, pd.DataFrame]:
+            seeds_per_chunk: int | None = None,
+            scheduler: str | None = None) -> dict[str, pd.DataFrame]:
     """Train and diagnose every network of ``arm`` over ``Ks x ks x seeds x conditions``.
 
     Returns ``networks`` (one row per network: arm settings, diagnostics, distance, norm,
     steps; with ``level_alt`` also a row per network at that level, ``level = "alt"``), and,
     when asked, ``llc`` (per network, at the main level and at ``level_alt``), ``volume``
     (per network and radius) and ``llc_sensitivity`` (main level, ``K`` in ``alternative_Ks``:
-    the LLC at the main and at the alternative settings, ``setting`` main / alternative)."""
-    nets, llcs, vols, sens = [], [], [], []
-    for K in progress(list(Ks), desc=desc) if desc else list(Ks):
-        K = int(K)
-        b = make_batch(K, ks, seeds, conditions, m=m, s=s, n_heldout=n_heldout,
-                       id_scale=arm.id_scale)
-        t = train(b, arm)
-        levels = [("main", arm.target, t.params)]
-        if arm.level_alt:
-            levels.append(("alt", arm.level_alt, t.alt_params))
-        for level, value, params in levels:
-            df = describe(t, "final" if level == "main" else "alt")
-            df.insert(0, "level", level)
-            df.insert(1, "level_loss", value)
-            nets.append(df)
-            if llc_settings is not None:
-                lt = measure_llc(b, params, seed=seeding.seed_int(BASE, "llc", K), **llc_settings)
-                lt.insert(0, "level", level)
-                llcs.append(lt)
-                if level == "main" and llc_alternative is not None and K in alternative_Ks:
-                    alt = measure_llc(b, params, seed=seeding.seed_int(BASE, "llc-alt", K),
-                                      **llc_alternative)
-                    sens += [lt.drop(columns="level").assign(setting="main"),
-                             alt.assign(setting="alternative")]
-            if volume_settings is not None and level == "main":
-                vols.append(measure_volume(b, params, seed=seeding.seed_int(BASE, "volume", K),
-                                           **volume_settings))
+    the LLC at the main and at the alternative settings, ``setting`` main / alternative).
+
+    The work runs as chunks (:func:`arm_chunk`, through :func:`countingargs.chunks.map_chunks`
+    on ``scheduler``; None reads ``COUNTINGARGS_SCHEDULER``): one per ``K`` and group of
+    ``seeds_per_chunk`` seeds (default: :data:`NETS_PER_CHUNK` networks), merged in the order above,
+    so the tables are the same whatever the grouping and wherever the chunks ran. With
+    ``llc_settings`` a chunk holds all seeds of its ``K`` (the LLC's noise is one stream per
+    ``K``; another grouping would draw other numbers). The progress line (on the terminal,
+    not in the notebook) names the chunks ``ch06-<arm>``."""
+    Ks, ks, seeds = [int(x) for x in Ks], [int(x) for x in ks], [int(x) for x in seeds]
+    for name, v in (("Ks", Ks), ("ks", ks), ("seeds", seeds)):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"{name} must be non-empty without repeats, got {v}")
+    if llc_settings is not None:
+        if seeds_per_chunk is not None and seeds_per_chunk < len(seeds):
+            raise ValueError("with llc_settings a chunk holds all seeds of its K (the LLC noise "
+                             f"is one stream per K); got seeds_per_chunk={seeds_per_chunk}")
+        group = len(seeds)
+    else:
+        per_seed = len(ks) * len(conditions)
+        group = (max(1, NETS_PER_CHUNK // per_seed) if seeds_per_chunk is None
+                 else int(seeds_per_chunk))
+        if group < 1:
+            raise ValueError(f"seeds_per_chunk must be >= 1, got {seeds_per_chunk}")
+    groups = [seeds[i:i + group] for i in range(0, len(seeds), group)]
+    alternative_Ks = {int(x) for x in alternative_Ks}
+    chunks = [dict(seed=seeding.seed_int(BASE, "chunk", arm.name, K, grp[0]), chunk=0, arm=asdict(arm),
+                   K=K, ks=ks, seeds=grp, conditions=list(conditions), m=m, s=s,
+                   n_heldout=n_heldout, llc_settings=llc_settings, volume_settings=volume_settings,
+                   llc_alternative=llc_alternative, sensitivity=K in alternative_Ks)
+              for K in Ks for grp in groups]
+    for i, c in enumerate(chunks):
+        c["chunk"] = i
+    res = map_chunks(arm_chunk, chunks, name=f"{BASE}-{arm.name}", scheduler=scheduler)
+    order = {(k, sd): i for i, (k, sd) in enumerate((k, sd) for k in ks for sd in seeds)}
+    parts = {"networks": [], "llc": [], "volume": [], "llc_sensitivity": []}
+    for ki in range(len(Ks)):
+        per_k = res.results[ki * len(groups):(ki + 1) * len(groups)]
+        for name in parts:
+            for j in range(len(per_k[0][name])):     # the same frames in every chunk of a K
+                frames = [r[name][j] for r in per_k]
+                parts[name].append(frames[0] if len(frames) == 1 else _in_order(frames, order))
     settings = {"arm": arm.name, "optimizer": arm.optimizer, "lr": arm.lr,
                 "weight_decay": arm.weight_decay, "decay": arm.decay, "frozen": arm.freeze,
                 "max_steps": arm.max_steps, "width": arm.width, "id_scale": arm.id_scale}
-    out = {"networks": _with(pd.concat(nets, ignore_index=True), settings)}
-    for name, parts in (("llc", llcs), ("volume", vols), ("llc_sensitivity", sens)):
-        if parts:
-            out[name] = _with(pd.concat(parts, ignore_index=True), {"arm": arm.name})
+    out = {"networks": _with(pd.concat(parts.pop("networks"), ignore_index=True), settings)}
+    for name, frames in parts.items():
+        if frames:
+            out[name] = _with(pd.concat(frames, ignore_index=True), {"arm": arm.name})
     return out
+
+
+def _in_order(frames: list[pd.DataFrame], order: dict) -> pd.DataFrame:
+    """The frames of one ``K``'s seed groups as one frame in :func:`make_batch`'s order
+    (``k``, then seed; a network's rows keep their order)."""
+    df = pd.concat(frames, ignore_index=True)
+    pos = np.array([order[(int(k), int(sd))] for k, sd in zip(df["k"], df["seed"])])
+    return df.iloc[np.argsort(pos, kind="stable")].reset_index(drop=True)
 
 
 def _with(df: pd.DataFrame, cols: dict) -> pd.DataFrame:
