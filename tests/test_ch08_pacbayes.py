@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
+from countingargs import chunks
 from countingargs.chapters.ch08_pacbayes import analysis, bounds, experiment
 from countingargs.nets.mlp import forward
 from countingargs.stats import CONTRADICTS, MIXED, SUPPORTS
@@ -158,6 +161,55 @@ def test_certify_batch_shapes_selection_and_determinism():
         experiment.certify_batch("binary", "true", 12, 4, [0], **SMALL)
     with pytest.raises(ValueError, match="labels"):
         experiment.certify_batch("binary", "noisy", 60, 4, [0], **SMALL)
+
+
+# -- the chunked run: the same tables whatever the chunk layout and the workers ----------------------
+GRID = dict(tasks=["binary"], train_sizes=[40, 60], widths=[4], seeds=[0, 1], control=True)
+LIB = Path(__file__).resolve().parent.parent / "lib"
+
+
+def _tables_csv(tables):
+    return {k: df.to_csv() for k, df in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def reference_run():
+    return _tables_csv(experiment.run(**GRID, batches_per_chunk=1, scheduler="", **SMALL))
+
+
+def test_run_is_the_same_for_every_chunk_layout(reference_run):
+    # the batches run one by one, as the run did before it was chunked
+    direct = [experiment.certify_batch(t, lab, n, w, GRID["seeds"], **SMALL)
+              for t, lab, n, w in (("binary", "true", 40, 4), ("binary", "true", 60, 4), ("binary", "random", 60, 4))]
+    assert reference_run == {"networks": pd.concat([a for a, _ in direct], ignore_index=True).to_csv(),
+                             "priors": pd.concat([b for _, b in direct], ignore_index=True).to_csv()}
+    for per_chunk in (2, 3):
+        assert _tables_csv(experiment.run(**GRID, batches_per_chunk=per_chunk, scheduler="", **SMALL)) == reference_run
+    with pytest.raises(ValueError, match="batches_per_chunk"):
+        experiment.run(**GRID, batches_per_chunk=0, scheduler="", **SMALL)
+    with pytest.raises(ValueError, match="base key"):
+        experiment.certify_chunk(seed=3, chunk=0, batches=[], seeds=[0], **SMALL)
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """Dask worker processes import countingargs through PYTHONPATH."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_run_on_a_local_cluster_with_1_and_2_workers_matches_in_process(reference_run, workers_env):
+    for sched, per_chunk in (("local:1", 1), ("local:2", 1), ("local:2", 2)):
+        got = experiment.run(**GRID, batches_per_chunk=per_chunk, scheduler=sched, **SMALL)
+        assert _tables_csv(got) == reference_run
+    rows = {(h["name"], h["scheduler"], h["workers"]) for h in chunks.history()}
+    assert {("08-certificates", "local:1", 1), ("08-certificates", "local:2", 2)} <= rows
 
 
 def test_task_data_labels():

@@ -22,7 +22,9 @@ other chapters read from their saved results.
    stochastic classifier, and the test error of the posterior mean and of the prior mean.
 
 Everything trains batched: one tensor per layer holds every seed and prior scale of one
-(task, labels, size, width). The certificates themselves are computed from the saved columns in
+(task, labels, size, width), and these batches run as the chunks of
+:func:`countingargs.chunks.map_chunks` (in process, or on a Dask cluster), with the same results
+wherever they run. The certificates themselves are computed from the saved columns in
 ``analysis.py`` (so ``verify`` recomputes them); the experiment computes the per-example ones
 only to pick the prior scale.
 
@@ -32,6 +34,7 @@ from and that file's sha256; a chapter whose results are absent gives one row sa
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -40,12 +43,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...chunks import map_chunks
 from ...data.digits import digits_split, stratified_subsets
 from ...nets.losses import cross_entropy
 from ...nets.mlp import BatchedMLP, forward
 from ...nets.seeding import generator, seed_int
 from ...nets.train import train_until
-from ...stats import progress, t_interval
+from ...stats import t_interval
 from . import bounds
 
 TASKS = {"binary": 2, "ten": 10}
@@ -250,22 +254,61 @@ def certify_batch(task: str, labels: str, n_train: int, width: int, seeds: list[
     return pd.DataFrame(rows), priors
 
 
-def run(tasks: list[str], train_sizes: list[int], widths: list[int], seeds: list[int], *,
-        control: bool = True, **settings) -> dict[str, pd.DataFrame]:
-    """Every (task, size, width) with true labels, and the random-label control at the largest
-    size and the widest width. Returns the tables ``networks`` and ``priors``."""
-    if not seeds or not train_sizes or not widths or not tasks:
-        raise ValueError("need at least one task, size, width and seed")
-    jobs = [(t, "true", n, w) for t in tasks for n in train_sizes for w in widths]
-    if control:
-        jobs += [(t, "random", max(train_sizes), max(widths)) for t in tasks]
-    data = {t: task_data(t) for t in tasks}
+@functools.lru_cache(maxsize=None)
+def _task_data(task: str) -> dict:
+    """:func:`task_data`, built once per process (a chunk rebuilds it rather than receiving it;
+    nothing here modifies it)."""
+    return task_data(task)
+
+
+def certify_chunk(seed: int, chunk: int, batches: list[list], seeds: list[int], **settings
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk of :func:`run`: :func:`certify_batch` for each ``[task, labels, n_train, width]``
+    of ``batches``, in order, every one with all of ``seeds``; the two tables concatenated.
+
+    ``seed`` is the chapter's base key (:data:`BASE`) and ``chunk`` the chunk's index, both for
+    the chunk runner's reports: every random stream of a batch is keyed by the batch's own
+    (task, labels, n_train, width) and seeds, so a batch gives the same networks whichever
+    chunk, worker or process runs it. ``settings``: the keyword arguments of
+    :func:`certify_batch` (plain numbers and lists)."""
+    if seed != BASE:
+        raise ValueError(f"chapter 08's chunks carry the base key {BASE} as their seed, got {seed}")
     nets, priors = [], []
-    for t, lab, n, w in progress(jobs, desc="08 certificates"):
-        a, b = certify_batch(t, lab, n, w, seeds, data=data[t], **settings)
+    for t, lab, n, w in batches:
+        a, b = certify_batch(t, lab, int(n), int(w), [int(s) for s in seeds], data=_task_data(t), **settings)
         nets.append(a)
         priors.append(b)
-    return {"networks": pd.concat(nets, ignore_index=True), "priors": pd.concat(priors, ignore_index=True)}
+    return pd.concat(nets, ignore_index=True), pd.concat(priors, ignore_index=True)
+
+
+def run(tasks: list[str], train_sizes: list[int], widths: list[int], seeds: list[int], *,
+        control: bool = True, batches_per_chunk: int = 1, scheduler: str | None = None,
+        **settings) -> dict[str, pd.DataFrame]:
+    """Every (task, size, width) with true labels, and the random-label control at the largest
+    size and the widest width. Returns the tables ``networks`` and ``priors``.
+
+    The batches (one (task, labels, size, width) each, every seed and prior scale in one tensor)
+    run as chunks of :func:`countingargs.chunks.map_chunks` (:func:`certify_chunk`),
+    ``batches_per_chunk`` consecutive batches per chunk, on ``scheduler`` (``None``: the
+    environment's ``COUNTINGARGS_SCHEDULER``; ``""`` in process); the tables are the same,
+    byte for byte, for every chunk layout and number of workers (on CPU)."""
+    if not seeds or not train_sizes or not widths or not tasks:
+        raise ValueError("need at least one task, size, width and seed")
+    if batches_per_chunk < 1:
+        raise ValueError(f"batches_per_chunk must be >= 1, got {batches_per_chunk}")
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"unknown task {t!r}; valid: {sorted(TASKS)}")
+    jobs = [[t, "true", int(n), int(w)] for t in tasks for n in train_sizes for w in widths]
+    if control:
+        jobs += [[t, "random", int(max(train_sizes)), int(max(widths))] for t in tasks]
+    settings = {k: ([float(x) for x in v] if k == "prior_sigmas" else v) for k, v in settings.items()}
+    chunks = [dict(seed=BASE, chunk=i, batches=jobs[j:j + batches_per_chunk], seeds=[int(s) for s in seeds],
+                   **settings)
+              for i, j in enumerate(range(0, len(jobs), batches_per_chunk))]
+    res = map_chunks(certify_chunk, chunks, name="08-certificates", scheduler=scheduler)
+    return {"networks": pd.concat([r[0] for r in res.results], ignore_index=True),
+            "priors": pd.concat([r[1] for r in res.results], ignore_index=True)}
 
 
 # -- the other chapters' results -------------------------------------------------------------------
