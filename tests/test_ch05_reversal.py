@@ -408,3 +408,73 @@ def test_a_ratio_with_an_unbounded_interval_is_not_measured_in_the_ledger():
     rt.loc[rt.test == "reversal", ["ratio_hi", "verdict"]] = [np.nan, "mixed"]   # prompt lift ~ 0
     row = {r["id"]: r for r in A.ledger_rows(f.tables["verdicts"], rt, 0.5)}["05-ratio-reversal"]
     assert row["verdict"] == "mixed" and np.isnan(row["effect"]) and np.isnan(row["effect_hi"])
+
+
+# ---------------------------------------------------------------- chunked trainings
+_CHUNK_KW = dict(n_per_group=4, n_templates=2, n_countries=2, cities_per_country=2,
+                 persons_per_city=3, composed_per_city=1, d_model=16, n_layers=1, n_heads=2,
+                 context_k=2, context_batch=2, n_context_persons=3, n_episode=8, n_ctx_cities=2,
+                 checkpoint_every=4)
+_LONG_KW = dict(n_countries=2, cities_per_country=3, unseen_cities_per_country=1,
+                persons_per_city=3, composed_per_city=1, d_model=16, n_layers=1, n_heads=2,
+                checkpoint_every=5)
+
+
+def _chunked_runs(**where):
+    """The ratio experiment (a shared pretrained base, episodes, checkpoints) and the long
+    two-hop run on three seeds, as CSV text and parameter bytes."""
+    res = R.run_experiment([0, 1, 2], cfg=T.TrainConfig(steps=8, batch_size=8, log_every=3),
+                           pretrain_cfg=T.TrainConfig(steps=3, log_every=1), **_CHUNK_KW, **where)
+    long = R.run_twohop_long([0, 1, 2], cfg=T.TrainConfig(steps=10, batch_size=8, log_every=4),
+                             **_LONG_KW, **where)
+    out = {f"{tag}/{k}": r[k].to_csv() for tag, r in (("ratio", res), ("long", long))
+           for k in ("log", "per_query", "summary", "curve", "design")}
+    for tag, r in (("ratio", res), ("long", long)):
+        out[f"{tag}/model"] = b"".join(p.detach().numpy().tobytes() for p in r["model"].parameters())
+        out[f"{tag}/facts"] = b"".join(f.names.tobytes() + f.persons.tobytes() for f in r["facts"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def chunk_ref():
+    return _chunked_runs(scheduler="")
+
+
+def test_chunk_layout_does_not_change_the_results(chunk_ref):
+    assert len(R._seed_groups([0, 1, 2], None, "")) == 1
+    assert len(R._seed_groups([0, 1, 2], None, "local:2")) == 3
+    for per in (1, 2):
+        got = _chunked_runs(scheduler="", seeds_per_chunk=per)
+        for k, v in chunk_ref.items():
+            assert got[k] == v, (per, k)
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """Dask worker processes import countingargs through PYTHONPATH; the clusters are closed
+    at the end of the module."""
+    import os
+    from pathlib import Path
+
+    from countingargs import chunks
+
+    old = os.environ.get("PYTHONPATH")
+    lib = str(Path(__file__).resolve().parent.parent / "lib")
+    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_chunks_on_local_cluster_1_and_2_workers_match_in_process(chunk_ref, workers_env):
+    from countingargs import chunks
+
+    for sched in ("local:1", "local:2"):
+        got = _chunked_runs(scheduler=sched)     # one seed per chunk on a cluster
+        for k, v in chunk_ref.items():
+            assert got[k] == v, (sched, k)
+    rows = {(h["name"], h["scheduler"], h["workers"]) for h in chunks.history()}
+    assert {("ch05-ratio", "local:1", 1), ("ch05-long", "local:2", 2)} <= rows

@@ -40,9 +40,12 @@ Evaluation (:func:`evaluate`)
 :func:`run_experiment` draws the facts, trains all seeds as one batch, evaluates and returns
 tidy tables; :func:`run_twohop_long` trains a second set of models on two-hop facts only, with
 more bridges, for longer. The verdicts are computed from the tables by :mod:`.analysis`.
+Both run their seeds as chunks of :func:`countingargs.chunks.map_chunks` (groups of seeds,
+in process or on a Dask cluster; the same tables whatever the grouping).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -51,6 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...chunks import default_scheduler, map_chunks, parse_scheduler
 from ...nets import seeding
 from ...nets.transformer import (BOS, PAD, BatchedTransformer, TrainConfig, greedy_answers,
                                  score_candidates, train_lm)
@@ -730,7 +734,28 @@ def pretrain_on_prompts(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfi
     return base, log
 
 
-def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: int = 4,
+_BASES: dict[tuple, tuple[BatchedTransformer, pd.DataFrame]] = {}
+
+
+def _shared_base(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfig, k: int, batch: int,
+                 twohop_share: float, questions: int, d_model: int, n_layers: int, n_heads: int,
+                 progress: Callable | None = None) -> tuple[BatchedTransformer, pd.DataFrame]:
+    """:func:`pretrain_on_prompts`, computed once per process for the same inputs (the one
+    shared base of every chunk of :func:`run_experiment`: its episodes depend only on the
+    episode pool, the same for every seed). Returns the kept model (copy it before training)
+    and a copy of its log."""
+    key = (facts.vocab, facts.ep_names.tobytes(), facts.ep_descs.tobytes(),
+           tuple(int(b) for b in base_seeds), dataclasses.astuple(cfg), k, batch, twohop_share,
+           questions, d_model, n_layers, n_heads)
+    if key not in _BASES:
+        _BASES.clear()  # keep one base at most
+        _BASES[key] = pretrain_on_prompts(facts, base_seeds, cfg, k, batch, twohop_share,
+                                          questions, d_model, n_layers, n_heads, progress)
+    model, log = _BASES[key]
+    return model, log.copy()
+
+
+def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates: int = 4,
                    n_countries: int = 10, cities_per_country: int = 4, persons_per_city: int = 5,
                    composed_per_city: int = 3, unseen_cities_per_country: int = 1,
                    d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
@@ -777,10 +802,12 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
     logs = []
     if pretrain_cfg is not None:
         base_seeds = seeds if base_per_seed else [0]
-        model, plog = pretrain_on_prompts(facts[0], base_seeds, pretrain_cfg, context_k,
-                                          context_batch, context_twohop_share, context_questions,
-                                          d_model, n_layers, n_heads, progress)
-        if not base_per_seed:
+        pre_args = (facts[0], base_seeds, pretrain_cfg, context_k, context_batch,
+                    context_twohop_share, context_questions, d_model, n_layers, n_heads, progress)
+        if base_per_seed:
+            model, plog = pretrain_on_prompts(*pre_args)
+        else:
+            model, plog = _shared_base(*pre_args)
             model = model.replicate(len(seeds))
         plog.insert(0, "phase", "pretraining")
         logs.append(plog)
@@ -812,7 +839,7 @@ def run_experiment(seeds: Sequence[int], n_per_group: int = 100, n_templates: in
             "summary": summarise(per_query), "design": design, "curve": curve}
 
 
-def run_twohop_long(seeds: Sequence[int], n_countries: int = 10, cities_per_country: int = 8,
+def _twohop_long_group(seeds: Sequence[int], n_countries: int = 10, cities_per_country: int = 8,
                     unseen_cities_per_country: int = 2, persons_per_city: int = 4,
                     composed_per_city: int = 3, d_model: int = 64, n_layers: int = 2,
                     n_heads: int = 4, cfg: TrainConfig | None = None,
@@ -820,7 +847,7 @@ def run_twohop_long(seeds: Sequence[int], n_countries: int = 10, cities_per_coun
     """Models trained on two-hop facts only (no curse facts, no episodes; each sentence once per
     epoch), with more bridge cities than the main run, for many more passes over each fact.
     The facts are drawn from their own random stream. Returns ``summary`` (two-hop conditions),
-    ``curve`` (the same at checkpoints), ``log`` and ``design``."""
+    ``curve`` (the same at checkpoints), ``log``, ``design`` and ``per_query``."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("need at least one seed")
@@ -844,8 +871,145 @@ def run_twohop_long(seeds: Sequence[int], n_countries: int = 10, cities_per_coun
         "n_composed": int(f.composed_trained.sum()), "corpus_size": int(corpus.shape[1]),
         "n_params": model.n_params()} for s in seeds])
     return {"facts": facts, "model": model, "log": log, "summary": summarise(per_query),
-            "curve": curve, "design": design}
+            "curve": curve, "design": design, "per_query": per_query}
 
+
+# ------------------------------------------------------------------------------------------
+# The trainings as chunks of seeds (countingargs.chunks.map_chunks)
+# ------------------------------------------------------------------------------------------
+def _seed_groups(seeds: Sequence[int], seeds_per_chunk: int | None, scheduler: str) -> list[list[int]]:
+    """``seeds`` in consecutive groups of ``seeds_per_chunk`` (None: all in one group in
+    process, where one batch is fastest; one seed per group on a cluster)."""
+    if seeds_per_chunk is None:
+        seeds_per_chunk = len(seeds) if parse_scheduler(scheduler)[0] == "inprocess" else 1
+    if seeds_per_chunk < 1:
+        raise ValueError(f"seeds_per_chunk must be >= 1, got {seeds_per_chunk}")
+    return [list(seeds[i:i + seeds_per_chunk]) for i in range(0, len(seeds), seeds_per_chunk)]
+
+
+def _train_config(cfg: dict | None) -> TrainConfig | None:
+    return None if cfg is None else TrainConfig(**cfg)
+
+
+def _ordered(frames: Sequence[pd.DataFrame], key: Callable[[pd.DataFrame], np.ndarray]
+             ) -> pd.DataFrame:
+    """The chunks' tables (each in the one-batch layout of its own seeds, the chunks in seed
+    order) as one table in the layout of a single batch of all seeds: a stable sort on ``key``
+    (the block a row belongs to: logged step, query set)."""
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    if len(frames) == 1:
+        return df
+    return df.iloc[np.argsort(key(df), kind="stable")].reset_index(drop=True)
+
+
+def _stack_models(models: Sequence[BatchedTransformer]) -> BatchedTransformer:
+    """The chunks' models as one batch (parameters concatenated along the model axis)."""
+    if len(models) == 1:
+        return models[0]
+    out = models[0].replicate(sum(m.n_models for m in models))
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            parts = [dict(m.named_parameters())[name] for m in models]
+            p.copy_(torch.cat(parts, 0))
+    return out
+
+
+def _map_seeds(fn: Callable, name: str, seeds: Sequence[int], seeds_per_chunk: int | None,
+               scheduler: str | None, cfg: TrainConfig | None, progress: Callable | None,
+               **kw) -> list[dict]:
+    """``fn`` (a chunk function) over the groups of :func:`_seed_groups`, by
+    :func:`countingargs.chunks.map_chunks`: the chunks' results in seed order."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    scheduler = default_scheduler() if scheduler is None else scheduler
+    cfg_d = dataclasses.asdict(cfg or TrainConfig())
+    chunks = [dict(seed=g[0], chunk=i, seeds=g, cfg=cfg_d, progress=progress is not None, **kw)
+              for i, g in enumerate(_seed_groups(seeds, seeds_per_chunk, scheduler))]
+    return map_chunks(fn, chunks, name=name, scheduler=scheduler).results
+
+
+def _merged(parts: Sequence[dict]) -> dict:
+    """The chunks' results of :func:`_experiment_group` / :func:`_twohop_long_group` as those
+    of one batch of all their seeds (rows in the same order, models stacked)."""
+    cols = ["experiment", "group", "direction"]
+    sets: dict[tuple, int] = {}
+    for t in parts[0]["per_query"][cols].itertuples(index=False):
+        sets.setdefault(tuple(t), len(sets))
+    per_query = _ordered([p["per_query"] for p in parts], lambda df: np.array(
+        [sets[tuple(t)] for t in df[cols].itertuples(index=False)]))
+    phase = {"pretraining": 0, "facts": 1}
+
+    def log_key(df):
+        first = df["phase"].map(phase).to_numpy() if "phase" in df else np.zeros(len(df), int)
+        return first * (1 << 40) + df["step"].to_numpy()
+
+    out = dict(parts[0])
+    out.update(facts=[f for p in parts for f in p["facts"]],
+               model=_stack_models([p["model"] for p in parts]),
+               log=_ordered([p["log"] for p in parts], log_key), per_query=per_query,
+               summary=summarise(per_query),
+               curve=_ordered([p["curve"] for p in parts], lambda df: df["step"].to_numpy()),
+               design=pd.concat([p["design"] for p in parts], ignore_index=True))
+    return out
+
+
+def experiment_chunk(seed: int, chunk: int, seeds: list, cfg: dict, pretrain_cfg: dict | None,
+                     progress: bool = False, **kw) -> dict:
+    """One chunk of :func:`run_experiment`: the seeds ``seeds`` trained together in one batch
+    (``seed`` is the first of them, ``chunk`` the group's index; every model's randomness comes
+    from its own seed only). ``cfg`` / ``pretrain_cfg``: :class:`TrainConfig` fields; ``kw``:
+    the other arguments of :func:`run_experiment`."""
+    from ...stats import progress as bar
+
+    return _experiment_group(seeds, cfg=_train_config(cfg), pretrain_cfg=_train_config(pretrain_cfg),
+                             progress=bar if progress else None, **kw)
+
+
+def run_experiment(seeds: Sequence[int], cfg: TrainConfig | None = None,
+                   pretrain_cfg: TrainConfig | None = None, base_per_seed: bool = False,
+                   progress: Callable | None = None, scheduler: str | None = None,
+                   seeds_per_chunk: int | None = None, **kw) -> dict:
+    """Draw facts for each seed, pretrain on prompt episodes, then train one model per seed on
+    the facts of the weights and on prompt episodes, and evaluate both; the arguments and the
+    returned dict are those of :func:`_experiment_group` (the body of one chunk).
+
+    The seeds are trained in groups of ``seeds_per_chunk`` (None: all in one batch in process,
+    one seed per chunk on a cluster), one :func:`experiment_chunk` each, run by
+    :func:`countingargs.chunks.map_chunks` on ``scheduler`` (None: ``COUNTINGARGS_SCHEDULER``);
+    the tables are the same whatever the grouping and wherever the chunks run (CPU). A shared
+    pretrained base is trained once per process. ``progress``: any value shows the trainings'
+    progress bars (:func:`countingargs.stats.progress`)."""
+    pre_d = dataclasses.asdict(pretrain_cfg) if pretrain_cfg is not None else None
+    name = "ch05-" + ("ratio" if kw.get("context_batch", 16) > 0 else "main")
+    parts = _map_seeds(experiment_chunk, name, seeds, seeds_per_chunk, scheduler, cfg, progress,
+                       pretrain_cfg=pre_d, base_per_seed=bool(base_per_seed), **kw)
+    if pretrain_cfg is not None and not base_per_seed:   # one shared base: its log once
+        parts = [parts[0]] + [dict(p, log=p["log"][p["log"]["phase"] != "pretraining"])
+                              for p in parts[1:]]
+    return _merged(parts)
+
+
+def twohop_long_chunk(seed: int, chunk: int, seeds: list, cfg: dict, progress: bool = False,
+                      **kw) -> dict:
+    """One chunk of :func:`run_twohop_long`: the seeds ``seeds`` trained together (``seed`` is
+    the first of them); ``cfg``: :class:`TrainConfig` fields; ``kw``: the other arguments."""
+    from ...stats import progress as bar
+
+    return _twohop_long_group(seeds, cfg=_train_config(cfg), progress=bar if progress else None,
+                              **kw)
+
+
+def run_twohop_long(seeds: Sequence[int], cfg: TrainConfig | None = None,
+                    progress: Callable | None = None, scheduler: str | None = None,
+                    seeds_per_chunk: int | None = None, **kw) -> dict:
+    """:func:`_twohop_long_group` (arguments and returned dict) in chunks of
+    ``seeds_per_chunk`` seeds, as :func:`run_experiment`."""
+    return _merged(_map_seeds(twohop_long_chunk, "ch05-long", seeds, seeds_per_chunk, scheduler,
+                              cfg, progress, **kw))
 
 def paper_numbers() -> pd.DataFrame:
     """Berglund et al.'s fictitious-celebrity results for their largest model (davinci, GPT-3
