@@ -1,7 +1,10 @@
 """Unit tests for chapter 04 (parallel circuits and short depth): the experiment's oracles and the
 analysis' verdict rules."""
+import io
 import itertools
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -506,3 +509,79 @@ def test_implementation_scores_and_classes():
     assert np.isclose(sc.loc["serial", "serial_score"], 0.9) and np.isclose(sc.loc["parallel", "pair_score"], 0.8)
     assert sc.loc["free", "full_first"] == 1 and np.isclose(sc.loc["free", "full_r2"], 0.9)
     assert dict(zip(sc.index, A.classify(sc, 0.5))) == {"serial": "serial", "parallel": "parallel", "free": "neither"}
+
+
+# -- the chunked heavy loops: the same numbers whatever the grouping and wherever they run ---------
+_PARITY = dict(conditions=["parallel", "free"], widths=[16], seeds=4, blocks=4, target_loss=0.3,
+               max_steps=300, lr=0.02, aux_weight=1.0, other_width_conditions=())
+_LLC = {"main": dict(step_size=3e-5, localization=10.0, n_beta=200.0, n_burnin=5, n_draws=10),
+        "alt": dict(step_size=1e-4, localization=100.0, n_beta=None, n_burnin=5, n_draws=10)}
+_VEIT = dict(seeds=3, blocks=3, width=16, steps=10, lr=3e-3, draws=1, path_samples=1, n_path_images=16)
+
+
+def _chunked(spc: dict, scheduler: str = "", halves: bool = True) -> dict[str, str]:
+    """The chunked steps at small sizes, as CSV text: ``spc`` gives each step's group size
+    (``halves=False``: without the two-halves training, the same chunk function as parity's)."""
+    train, nets = D.train_parity(**_PARITY, seeds_per_chunk=spc["parity"], scheduler=scheduler)
+    out = {"parity_training": train.to_csv(),
+           "parity_params": str([net.w1.detach().numpy().tobytes().hex() for net in nets.values()]),
+           "parity_llc": D.measure_llc(nets, ["parallel", "free"], 16, 3, _LLC, 2,
+                                       seeds_per_chunk=spc["llc"], scheduler=scheduler).to_csv()}
+    veit = D.run_veit(**_VEIT, seeds_per_chunk=spc["veit"], scheduler=scheduler)
+    out.update({k: v.to_csv() for k, v in veit.items()})
+    if halves:
+        two = D.run_two_halves(seeds=3, width=8, blocks=4, target_loss=0.3, max_steps=300, lr=0.01,
+                               seeds_per_chunk=spc["parity"], scheduler=scheduler)
+        out.update({k: v.to_csv() for k, v in two.items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_run():
+    return _chunked({"parity": 4, "llc": 3, "veit": 3})
+
+
+def test_the_grouping_of_networks_does_not_change_any_number(reference_run):
+    """A network's training and LLC chains see only its own random streams, and a network
+    left alone in its group (its group's last to reach the target, or a group of one) gets the
+    numbers it gets among others (:func:`_never_alone`); one network per chunk, or uneven
+    groups, give the same tables byte for byte as one chunk of all."""
+    train = pd.read_csv(io.StringIO(reference_run["parity_training"]))
+    assert train.reached.all() and train.steps_to_target.nunique() > 4   # networks freeze one by one
+    for spc in ({"parity": 1, "llc": 1, "veit": 1}, {"parity": 3, "llc": 2, "veit": 2}):
+        got = _chunked(spc)
+        assert got.keys() == reference_run.keys()
+        for key in got:
+            assert got[key] == reference_run[key], (spc, key)
+    # one chain per network: a group of one network is a batch of one chain
+    _, nets = D.train_parity(**_PARITY)
+    one = [D.measure_llc(nets, ["free"], 16, 3, _LLC, 1, seeds_per_chunk=g).to_csv() for g in (1, 3)]
+    assert one[0] == one[1]
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """Dask worker processes import countingargs through PYTHONPATH; the clusters are closed
+    at the end of the module."""
+    from countingargs import chunks
+
+    lib = str(Path(D.__file__).resolve().parents[3])
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+@pytest.mark.parametrize("scheduler", ["local:1", "local:2"])
+def test_chunked_steps_on_a_local_cluster_match_the_in_process_run(workers_env, reference_run, scheduler):
+    from countingargs import chunks
+
+    got = _chunked({"parity": 2, "llc": 2, "veit": 2}, scheduler=scheduler, halves=False)
+    for key in got:
+        assert got[key] == reference_run[key], (scheduler, key)
+    rows = {(h["name"], h["scheduler"], h["workers"]) for h in chunks.history()}
+    assert ("depth-llc", scheduler, int(scheduler[-1])) in rows

@@ -17,6 +17,12 @@ parallel circuits can sit at many relative depths. Three experiments, one sectio
    the parallel task are computed (:func:`subproblem_energy`).
 
 Shapes use ``M`` networks, ``L`` blocks, ``B`` examples, ``w`` the stream width.
+
+The heavy loops (the batched trainings of many seeds, the LLC chains) are chunks of
+:func:`countingargs.chunks.map_chunks`: groups of networks trained (or sampled) together in one
+batched tensor, each network's randomness keyed by its own seed index, so the results are the
+same whatever the grouping and wherever the chunks run (in process or on a Dask cluster;
+``scheduler=None`` reads ``COUNTINGARGS_SCHEDULER``).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...chunks import map_chunks
 from ...estimators import llc
 from ...estimators.probes import ridge_r2_insample
 from ...estimators.volume import local_volume_batch
@@ -145,17 +152,23 @@ def reference_sd(L: int, m: int) -> float:
 
 
 def train_classifier(net: BatchedResMLP, X: torch.Tensor, y: torch.Tensor, steps: int,
-                     lr: float, batch_size: int, seed: int, desc: str = "") -> BatchedResMLP:
+                     lr: float, batch_size: int, seed: int, desc: str = "",
+                     net_ids: Sequence[int] | None = None) -> BatchedResMLP:
     """Adam on each network's mean cross-entropy over its own mini-batches, for ``steps``
     steps (no stopping rule). ``X (N, d_in)``, ``y (N,)`` class indices. Network ``i``'s
     mini-batch at step ``t`` (``batch_size`` examples without replacement) depends only on
-    ``(seed, i, t)`` (:func:`countingargs.nets.seeding.counter_minibatch`). Returns a new module."""
+    ``(seed, net_ids[i], t)`` (:func:`countingargs.nets.seeding.counter_minibatch`; ``net_ids``
+    defaults to ``0..M-1``: pass the networks' indices in the whole experiment when training a
+    group of them). Returns a new module."""
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
     n = X.shape[0]
+    gids = torch.arange(net.n_models) if net_ids is None else torch.as_tensor(list(net_ids), dtype=torch.long)
+    if gids.shape != (net.n_models,):
+        raise ValueError(f"net_ids needs {net.n_models} ids, got {len(gids)}")
 
     def loss_fn(params, ids, step):
-        idx = counter_minibatch(seed, ids, step, n, batch_size)
+        idx = counter_minibatch(seed, gids[ids], step, n, batch_size)
         logits = resmlp.forward(resmlp.as_params(params), X[idx], net.residual)
         return losses.cross_entropy(logits, y[idx])
 
@@ -283,22 +296,65 @@ def path_table(nets: dict[str, BatchedResMLP], X, y, n_samples: int, seed: int) 
     return pd.DataFrame(rows)
 
 
+def seed_groups(n: int, size: int) -> list[tuple[int, int]]:
+    """Seeds ``0..n-1`` cut into consecutive groups of at most ``size``: ``[(first, count), ...]``."""
+    if size < 1:
+        raise ValueError(f"a group needs at least one seed, got size {size}")
+    return [(a, min(size, n - a)) for a in range(0, n, size)]
+
+
+def _numpy_params(net: BatchedResMLP) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in net.detached().items()}
+
+
+def _join_params(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Parameter dicts of consecutive groups of networks joined along the network dimension."""
+    return {k: torch.from_numpy(np.concatenate([q[k] for q in parts])) for k in resmlp.PARAM_NAMES}
+
+
+def veit_chunk(seed: int, chunk: int, residual: bool, first: int, n: int, blocks: int, width: int,
+               steps: int, lr: float, batch_size: int = 128) -> dict[str, np.ndarray]:
+    """Train the digits classifiers of seeds ``first .. first + n - 1`` of one architecture
+    together (:func:`train_classifier`; ``seed``: the mini-batch stream, keyed per network by
+    its seed index). Returns the trained parameters (numpy, by name)."""
+    Xtr, ytr, _, _ = digits_data()
+    ids = list(range(first, first + n))
+    init = BatchedResMLP(n, 64, width, blocks, 10, residual=residual,
+                         seeds=[seed_int(CHAPTER, "veit-init", s) for s in ids])
+    arch = "residual" if residual else "plain"
+    net = train_classifier(init, Xtr, ytr, steps, lr, batch_size, seed, net_ids=ids,
+                           desc=f"digits {arch} {first}-{first + n - 1}")
+    return _numpy_params(net)
+
+
 def run_veit(seeds: int, blocks: int, width: int, steps: int, lr: float, draws: int,
-             path_samples: int, n_path_images: int = 256) -> dict[str, pd.DataFrame]:
+             path_samples: int, n_path_images: int = 256, seeds_per_chunk: int = 8,
+             scheduler: str | None = None) -> dict[str, pd.DataFrame]:
     """Train residual and plain MLPs on ``load_digits`` and lesion them.
+
+    The training runs as chunks of :func:`veit_chunk` (``seeds_per_chunk`` networks of one
+    architecture each, on ``scheduler``); the lesions and path profiles of all networks
+    follow in this process.
 
     Returns the tables ``veit_setup`` (one row: sizes), ``veit_single_deletion`` (arch, seed,
     deleted_block (-1 = none), error), ``veit_random_deletion`` (arch, seed, k, draw, error),
     ``veit_reorder`` (arch, seed, swaps, draw, kendall_tau, error) and ``veit_path_gradients``
     (:func:`path_table` of the residual networks at initialisation and after training).
     """
-    Xtr, ytr, Xte, yte = digits_data()
+    _, ytr, Xte, yte = digits_data()
+    archs = [("residual", True), ("plain", False)]
+    groups = seed_groups(seeds, seeds_per_chunk)
+    batches = seed_int(CHAPTER, "veit-batches")
+    chunks = [dict(seed=batches, chunk=i, residual=res, first=a, n=m, blocks=blocks, width=width,
+                   steps=steps, lr=lr)
+              for i, ((_, res), (a, m)) in enumerate(itertools.product(archs, groups))]
+    done = map_chunks(veit_chunk, chunks, name="depth-veit", scheduler=scheduler).results
     nets, init = {}, {}
-    for arch, residual in [("residual", True), ("plain", False)]:
+    for j, (arch, residual) in enumerate(archs):
         init[arch] = BatchedResMLP(seeds, 64, width, blocks, 10, residual=residual,
                                    seeds=[seed_int(CHAPTER, "veit-init", s) for s in range(seeds)])
-        nets[arch] = train_classifier(init[arch], Xtr, ytr, steps, lr, 128, seed_int(CHAPTER, "veit-batches"),
-                                      desc=f"digits {arch}")
+        part = done[j * len(groups):(j + 1) * len(groups)]
+        nets[arch] = BatchedResMLP.from_params(_join_params(part), residual)
     single, rand_del, reorder = [], [], []
     swaps = [0, 1, 2, 4, 8, 16]
     for arch, net in nets.items():
@@ -375,6 +431,18 @@ def _aux_logits(streams: list[torch.Tensor], heads: torch.Tensor, positions: lis
     return torch.einsum("mtnw,mtw->mtn", S, heads[..., :w]) + heads[..., w:]
 
 
+def _never_alone(ps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """A batch of one network as a pair with a (detached) copy of itself; larger batches as
+    they are. On CPU a batched product of one network takes another kernel than the same
+    product in a batch of several (``baddbmm`` of a ``(1, N, w)`` stream with a ``(1, w, 1)``
+    head, and the heads' ``einsum``, round differently), so a network left alone in its batch
+    (its group's last to reach the target) would train differently according to its batch mates;
+    computed as a pair it gets the numbers it gets in any larger batch. The callers keep the
+    first row."""
+    ps = list(ps)
+    return [torch.cat([q, q.detach()]) for q in ps] if ps[0].shape[0] == 1 else ps
+
+
 def train_implementation(X: torch.Tensor, y: torch.Tensor, plan, width: int, blocks: int,
                          seeds: Sequence[int], head_seeds: Sequence[int], target_loss: float,
                          max_steps: int, lr: float, aux_weight: float, desc: str = ""):
@@ -400,11 +468,13 @@ def train_implementation(X: torch.Tensor, y: torch.Tensor, plan, width: int, blo
     zt = Z.T                                                                  # (T, N)
 
     def parts(ps):
+        m = ps[0].shape[0]
+        ps = _never_alone(ps)
         p = resmlp.as_params(ps)
         h, streams = resmlp.stream(p, resmlp.embed(p, X), return_all=True)
         f = resmlp.head(p, h).squeeze(-1)                                     # (M, N)
         a = _aux_logits(streams, ps[8], positions) if positions else None     # (M, T, N)
-        return f, a
+        return f[:m], (a[:m] if a is not None else None)
 
     def loss_fn(ps, ids, step):
         f, a = parts(ps)
@@ -514,13 +584,63 @@ def _norm(p: dict) -> np.ndarray:
     return torch.sqrt(sum((v.detach() ** 2).flatten(1).sum(1) for v in p.values())).numpy()
 
 
+def _task_data(task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if task == "parity":
+        return parity_data()
+    if task == "halves":
+        t = bit_tasks()
+        return t["X"], t["y_halves"]
+    raise ValueError(f"unknown task {task!r}; valid: 'parity', 'halves'")
+
+
+def implementation_chunk(seed: int, chunk: int, task: str, condition: str, width: int, blocks: int,
+                         init_seeds: Sequence[int], head_seeds: Sequence[int], target_loss: float,
+                         max_steps: int, lr: float, aux_weight: float, desc: str = "") -> dict:
+    """:func:`train_implementation` of one group of networks (``init_seeds``, ``head_seeds``:
+    one each) on ``task`` (``"parity"``: :func:`parity_data`; ``"halves"``: the two-halves task
+    of :func:`bit_tasks`) with the plan ``IMPLEMENTATIONS[condition]``. Returns ``params``
+    (numpy, by name), ``reached`` and ``steps`` (``(M,)``). ``seed``: the first network's."""
+    X, y = _task_data(task)
+    net, ok, steps, _ = train_implementation(X, y, IMPLEMENTATIONS[condition], width, blocks,
+                                             init_seeds, head_seeds, target_loss, max_steps, lr,
+                                             aux_weight, desc=desc)
+    return {"params": _numpy_params(net), "reached": ok, "steps": steps}
+
+
+def _implementation_chunks(task: str, condition: str, width: int, blocks: int,
+                           init_seeds: Sequence[int], head_seeds: Sequence[int], target_loss: float,
+                           max_steps: int, lr: float, aux_weight: float, seeds_per_chunk: int,
+                           desc: str) -> list[dict]:
+    return [dict(seed=int(init_seeds[a]), task=task, condition=condition, width=int(width),
+                 blocks=int(blocks), init_seeds=[int(s) for s in init_seeds[a:a + m]],
+                 head_seeds=[int(s) for s in head_seeds[a:a + m]], target_loss=target_loss,
+                 max_steps=max_steps, lr=lr, aux_weight=aux_weight,
+                 desc=f"{desc} {a}-{a + m - 1}" if desc else "")
+            for a, m in seed_groups(len(init_seeds), seeds_per_chunk)]
+
+
+def _joined_implementations(task: str, width: int, blocks: int, init_seeds: Sequence[int],
+                            parts: Sequence[dict]):
+    """What :func:`train_implementation` returns, from the results of its chunks (in order)."""
+    X, _ = _task_data(task)
+    net = BatchedResMLP.from_params(_join_params([r["params"] for r in parts]))
+    ok = np.concatenate([r["reached"] for r in parts])
+    steps = np.concatenate([r["steps"] for r in parts])
+    p0 = resmlp.init_params(len(init_seeds), X.shape[1], width, blocks, 1, init_seeds)
+    return net, ok, steps, p0
+
+
 def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, blocks: int,
                  target_loss: float, max_steps: int, lr: float, aux_weight: float,
-                 other_width_conditions: Sequence[str] = ("serial", "parallel")):
+                 other_width_conditions: Sequence[str] = ("serial", "parallel"),
+                 seeds_per_chunk: int = 40, scheduler: str | None = None):
     """Train every implementation in ``conditions`` (keys of :data:`IMPLEMENTATIONS`) of 8-bit
     parity at the first width, and those in ``other_width_conditions`` at the other widths (the
     next size up), from the same initial weights per seed and width, and put every network that
     reached the target at exactly ``target_loss`` (:func:`match_loss`).
+
+    The trainings run as chunks of :func:`implementation_chunk` (``seeds_per_chunk`` networks
+    of one condition and width each, on ``scheduler``).
 
     Returns ``(table, nets)``: ``parity_training`` with one row per condition x width x seed
     (``n_params, reached, steps_to_target`` (-1 = never), ``loss_frozen`` (at the freeze),
@@ -531,26 +651,34 @@ def train_parity(conditions: Sequence[str], widths: Sequence[int], seeds: int, b
     if bad:
         raise ValueError(f"unknown conditions {bad}; valid: {sorted(IMPLEMENTATIONS)}")
     X, y = parity_data()
+    cells = [(width, cond) for width in widths
+             for cond in (conditions if width == widths[0] else other_width_conditions)]
+    init = {w: [seed_int(CHAPTER, "parity-init", w, s) for s in range(seeds)] for w in widths}
+    heads = {w: [seed_int(CHAPTER, "parity-heads", w, s) for s in range(seeds)] for w in widths}
+    chunks, spans = [], []
+    for width, cond in cells:
+        cs = _implementation_chunks("parity", cond, width, blocks, init[width], heads[width],
+                                    target_loss, max_steps, lr, aux_weight, seeds_per_chunk,
+                                    desc=f"{cond} w={width}")
+        spans.append((len(chunks), len(chunks) + len(cs)))
+        chunks += cs
+    done = map_chunks(implementation_chunk, [dict(c, chunk=i) for i, c in enumerate(chunks)],
+                      name="depth-parity", scheduler=scheduler).results
     rows, nets = [], {}
-    for width in widths:
-        init_seeds = [seed_int(CHAPTER, "parity-init", width, s) for s in range(seeds)]
-        head_seeds = [seed_int(CHAPTER, "parity-heads", width, s) for s in range(seeds)]
-        for cond in (conditions if width == widths[0] else other_width_conditions):
-            net, ok, steps, p0 = train_implementation(
-                X, y, IMPLEMENTATIONS[cond], width, blocks, init_seeds, head_seeds, target_loss,
-                max_steps, lr, aux_weight, desc=f"{cond} w={width}")
-            with torch.no_grad():
-                frozen = losses.logistic(net(X), y).numpy()
-            scale = match_loss(net, X, y, target_loss)
-            with torch.no_grad():
-                final = losses.logistic(net(X), y).numpy()
-            norm = _norm(net.detached())
-            dist = _norm({k: net.detached()[k] - p0[k] for k in p0})
-            rows += [{"condition": cond, "width": width, "seed": s, "n_params": net.n_params(),
-                      "reached": bool(ok[s]), "steps_to_target": int(steps[s]) if ok[s] else -1,
-                      "loss_frozen": frozen[s], "out_scale": scale[s], "final_loss": final[s],
-                      "param_norm": norm[s], "dist_init": dist[s]} for s in range(seeds)]
-            nets[(cond, width)] = net
+    for (width, cond), (a, b) in zip(cells, spans):
+        net, ok, steps, p0 = _joined_implementations("parity", width, blocks, init[width], done[a:b])
+        with torch.no_grad():
+            frozen = losses.logistic(net(X), y).numpy()
+        scale = match_loss(net, X, y, target_loss)
+        with torch.no_grad():
+            final = losses.logistic(net(X), y).numpy()
+        norm = _norm(net.detached())
+        dist = _norm({k: net.detached()[k] - p0[k] for k in p0})
+        rows += [{"condition": cond, "width": width, "seed": s, "n_params": net.n_params(),
+                  "reached": bool(ok[s]), "steps_to_target": int(steps[s]) if ok[s] else -1,
+                  "loss_frozen": frozen[s], "out_scale": scale[s], "final_loss": final[s],
+                  "param_norm": norm[s], "dist_init": dist[s]} for s in range(seeds)]
+        nets[(cond, width)] = net
     return pd.DataFrame(rows), nets
 
 
@@ -582,25 +710,59 @@ def chain_drift(trace: np.ndarray, n_burnin: int, n_beta: float) -> np.ndarray:
     return slope * draws.shape[1] * n_beta
 
 
+def llc_chunk(seed: int, chunk: int, params: dict, point_ids: Sequence[int], n_chains: int,
+              step_size: float, localization: float, n_beta: float | None, n_burnin: int,
+              n_draws: int) -> dict[str, np.ndarray]:
+    """LLC of one group of parity networks (``params``: numpy arrays by name, leading dimension
+    the networks), network ``k``'s chains drawing their noise from the stream
+    ``(seed, "llc-point", point_ids[k])`` (:func:`countingargs.estimators.llc.estimate_llc_batch`),
+    so a network's estimate does not depend on its group. Returns ``llc``, ``llc_chain_sd``,
+    ``drift`` (:func:`chain_drift`), ``diverged`` (``(M,)`` each) and ``n_beta``."""
+    X, y = parity_data()
+    theta = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+    loss = resmlp.loss_fn(X, y)
+
+    def loss_fn(th):  # one chain alone (one network, one chain) computed as a pair, see _never_alone
+        m = next(iter(th.values())).shape[0]
+        return loss(dict(zip(th, _never_alone(list(th.values())))))[:m]
+
+    res = llc.estimate_llc_batch(loss_fn, theta, len(X), n_chains=n_chains, seed=seed,
+                                 point_ids=list(point_ids), step_size=step_size,
+                                 localization=localization, n_beta=n_beta, n_burnin=n_burnin,
+                                 n_draws=n_draws)
+    nb = res["settings"]["n_beta"]
+    return {"llc": res["llc_mean"], "llc_chain_sd": res["llc_std"], "n_beta": nb,
+            "drift": chain_drift(res["loss_trace"], n_burnin, nb), "diverged": res["diverged"]}
+
+
 def measure_llc(nets: dict, conditions: Sequence[str], width: int, n_seeds: int,
-                settings: dict[str, dict], n_chains: int) -> pd.DataFrame:
+                settings: dict[str, dict], n_chains: int, seeds_per_chunk: int = 16,
+                scheduler: str | None = None) -> pd.DataFrame:
     """LLC (:func:`countingargs.estimators.llc.estimate_llc_batch`) of the first ``n_seeds``
     networks of each condition at ``width``, for each sampler setting (name -> keyword
     arguments ``step_size, localization, n_beta (None = n/log n), n_burnin, n_draws``). One row
     per setting x condition x seed: ``llc``, ``llc_chain_sd``, ``drift`` (:func:`chain_drift`),
-    ``n_beta`` and ``diverged``."""
-    X, y = parity_data()
+    ``n_beta`` and ``diverged``.
+
+    Chunks of :func:`llc_chunk`: ``seeds_per_chunk`` networks of one setting and condition
+    each, on ``scheduler``. Network ``s``'s chains draw the noise stream of point id ``s`` under
+    the setting's seed, whatever its chunk; the two conditions' networks of one seed share it
+    (common random numbers for the paired difference)."""
+    cells = [(name, cond) for name in settings for cond in conditions]
+    groups = seed_groups(n_seeds, seeds_per_chunk)
+    theta = {cond: {k: v[:n_seeds].numpy() for k, v in nets[(cond, width)].detached().items()}
+             for cond in conditions}
+    chunks = [dict(seed=seed_int(CHAPTER, "llc", name), params={k: v[a:a + m] for k, v in theta[cond].items()},
+                   point_ids=list(range(a, a + m)), n_chains=n_chains, **settings[name])
+              for name, cond in cells for a, m in groups]
+    done = map_chunks(llc_chunk, [dict(c, chunk=i) for i, c in enumerate(chunks)], name="depth-llc",
+                      scheduler=scheduler).results
     rows = []
-    for name, kw in settings.items():
-        for cond in conditions:
-            theta = {k: v[:n_seeds] for k, v in nets[(cond, width)].detached().items()}
-            res = llc.estimate_llc_batch(resmlp.loss_fn(X, y), theta, len(X), n_chains=n_chains,
-                                         seed=seed_int(CHAPTER, "llc", name), **kw)
-            nb = res["settings"]["n_beta"]
-            drift = chain_drift(res["loss_trace"], kw["n_burnin"], nb)
-            rows += [{"setting": name, "condition": cond, "width": width, "seed": s, "llc": res["llc_mean"][s],
-                      "llc_chain_sd": res["llc_std"][s], "drift": drift[s], "n_beta": nb,
-                      "diverged": bool(res["diverged"][s])} for s in range(len(res["llc_mean"]))]
+    for j, (name, cond) in enumerate(cells):
+        for (a, m), r in zip(groups, done[j * len(groups):(j + 1) * len(groups)]):
+            rows += [{"setting": name, "condition": cond, "width": width, "seed": a + i, "llc": r["llc"][i],
+                      "llc_chain_sd": r["llc_chain_sd"][i], "drift": r["drift"][i], "n_beta": r["n_beta"],
+                      "diverged": bool(r["diverged"][i])} for i in range(m)]
     return pd.DataFrame(rows)
 
 
@@ -723,13 +885,19 @@ def bit_tasks(gates_g: Sequence[str] = ("xor", "and", "xor"),
 
 
 def run_two_halves(seeds: int, width: int, blocks: int, target_loss: float, max_steps: int,
-                   lr: float) -> dict[str, pd.DataFrame]:
-    """Train the two-halves task freely (no intermediate targets) and record where each block
-    works: ``halves_training`` (seed, reached, steps_to_target) and ``halves_block_shares``."""
+                   lr: float, seeds_per_chunk: int = 40,
+                   scheduler: str | None = None) -> dict[str, pd.DataFrame]:
+    """Train the two-halves task freely (no intermediate targets; chunks of
+    :func:`implementation_chunk`, ``seeds_per_chunk`` networks each, on ``scheduler``) and record
+    where each block works: ``halves_training`` (seed, reached, steps_to_target) and
+    ``halves_block_shares``."""
     t = bit_tasks()
     init = [seed_int(CHAPTER, "halves-init", width, s) for s in range(seeds)]
-    net, ok, steps, _ = train_implementation(t["X"], t["y_halves"], (), width, blocks, init, init,
-                                             target_loss, max_steps, lr, 0.0, desc="two halves")
+    chunks = _implementation_chunks("halves", "free", width, blocks, init, init, target_loss,
+                                    max_steps, lr, 0.0, seeds_per_chunk, desc="two halves")
+    done = map_chunks(implementation_chunk, [dict(c, chunk=i) for i, c in enumerate(chunks)],
+                      name="depth-halves", scheduler=scheduler).results
+    net, ok, steps, _ = _joined_implementations("halves", width, blocks, init, done)
     train = pd.DataFrame({"seed": range(seeds), "reached": ok,
                           "steps_to_target": np.where(ok, steps, -1)})
     shares = pd.DataFrame(share_rows(net, t["X"], t["a_idx"], t["b_idx"], task="two-halves"))
