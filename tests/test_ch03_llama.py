@@ -415,3 +415,78 @@ def test_the_reference_setting_stays_out_of_the_llc_rule():
     st = A.llc_setting_table(rows)
     assert list(st.setting) == [0]
     assert list(A.llc_setting_table(rows, reference=True).setting) == [1]
+
+
+# -- the chunked heavy steps: training and LLC ------------------------------------------------
+_TRAIN = dict(llama_k=2, n_controls=4, hidden=8, aux_weight=1.0, lr=1e-2, target_loss=1.0,
+              max_steps=60)
+_LLC = dict(n_chains=2, n_draws=8, reference=[3e-4, 100.0, 3])
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    """Training of 3 seeds in one chunk and its LLC in one chunk per setting (in process)."""
+    trained, model, data = L.run_training([0, 1, 2], seeds_per_chunk=3, scheduler="", **_TRAIN)
+    llc = L.run_llc(model, data, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=4,
+                    scheduler="", **_LLC)
+    return trained, model, data, llc
+
+
+def _same_training(a, b):
+    assert a[0].to_csv() == b[0].to_csv()
+    for p, q in zip(a[1].parameters(), b[1].parameters()):
+        assert p.detach().numpy().tobytes() == q.detach().numpy().tobytes()
+
+
+def test_chunk_layout_does_not_change_training_or_llc(small_run):
+    trained, model, data, llc = small_run
+    assert trained.reached.any() and len(trained) == 6 and list(trained.condition[:3]) == ["plain"] * 3
+    _same_training(small_run, L.run_training([0, 1, 2], seeds_per_chunk=1, scheduler="", **_TRAIN))
+    one = L.run_llc(model, data, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=1,
+                    scheduler="", **_LLC)
+    assert one.to_csv() == llc.to_csv()
+    assert len(llc) == 8 and llc.reference.sum() == 4 and np.isfinite(llc.llc).all()
+    # data other than the digits pool travels with the chunks
+    other = {"x": data["x"][:500].clone(), "y": data["y"][:500].clone()}
+    a = L.run_llc(model, other, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=1, scheduler="",
+                  **_LLC)
+    assert a.to_csv() == L.run_llc(model, other, trained, 2, [[3e-4, 3.0, 4]],
+                                   networks_per_chunk=3, scheduler="", **_LLC).to_csv()
+    assert a.to_csv() != llc.to_csv()
+    with pytest.raises(ValueError, match="seeds_per_chunk"):
+        L.run_training([0], seeds_per_chunk=0, **_TRAIN)
+    with pytest.raises(ValueError, match="networks_per_chunk"):
+        L.run_llc(model, data, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=0, **_LLC)
+
+
+@pytest.fixture(scope="module")
+def cluster_env():
+    """Dask worker processes import countingargs through PYTHONPATH; clusters closed at the end."""
+    import os
+    from pathlib import Path
+
+    from countingargs import chunks
+
+    lib = str(Path(__file__).resolve().parents[1] / "lib")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_training_and_llc_on_local_cluster_1_and_2_workers_match_in_process(small_run, cluster_env):
+    from countingargs import chunks
+
+    trained, model, data, llc = small_run
+    for sched, spc, npc in (("local:1", 2, 3), ("local:2", 1, 1)):
+        _same_training(small_run, L.run_training([0, 1, 2], seeds_per_chunk=spc, scheduler=sched,
+                                                 **_TRAIN))
+        got = L.run_llc(model, data, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=npc,
+                        scheduler=sched, **_LLC)
+        assert got.to_csv() == llc.to_csv()
+    rows = {(h["name"], h["scheduler"], h["workers"]) for h in chunks.history()}
+    assert {("train_llama_pairs", "local:2", 2), ("llc", "local:1", 1)} <= rows

@@ -25,6 +25,13 @@ Three experiments, one section each:
 3. **Trained networks** (:func:`train_llama_pairs` and helpers). MLPs on ``load_digits``,
    trained plainly or with an auxiliary head forcing an irrelevant nonlinear feature into
    hidden layer 2, compared by LLC and local volume (:mod:`countingargs.llc`) at matched loss.
+
+The heavy loops run as chunks of :func:`countingargs.chunks.map_chunks` (in process, or on Dask
+with ``scheduler``): the sampling by blocks of networks (:func:`llama_chunk`), the training by
+groups of seeds (:func:`train_chunk`) and the LLC by setting and group of networks
+(:func:`llc_chunk`). The results are the same bit for bit on any number of workers (on CPU);
+those of the training and the LLC also under any grouping, since every network's randomness
+depends only on its own identity (a sampling chunk draws from the stream of its index).
 """
 from __future__ import annotations
 
@@ -719,28 +726,85 @@ def run_sampling(seeds, n_nets: int, family: pd.DataFrame, *, sigma_w: float, si
     return pd.concat(parts, ignore_index=True), pd.DataFrame(counts)
 
 
+def train_chunk(seed: int, chunk: int, seeds: list, *, llama_k: int, hidden: int,
+                aux_weight: float, lr: float, target_loss: float, max_steps: int):
+    """A group of seeds of :func:`run_training` (a unit of :func:`countingargs.chunks.map_chunks`):
+    the digits and each seed's llama are rebuilt here, and :func:`train_llama_pairs` trains the
+    plain and llama network of every seed of ``seeds`` as one batch. A network's randomness
+    (initial weights, head, llama) comes from its own seed and the training is full batch, so
+    it ends the same whichever seeds share its chunk (``seed``, the group's first seed, and
+    ``chunk`` only name the chunk).
+
+    Returns ``(params, info)``: the frozen networks' weights and biases as numpy arrays
+    ``[W0, b0, W1, b1, ...]`` (``2 len(seeds)`` networks, plain first) and the table of
+    :func:`train_llama_pairs`."""
+    from ...data.digits import digits_split
+
+    split = digits_split()
+    xtr, ytr = split.x_pool, split.y_pool
+    seeds = [int(s) for s in seeds]
+    z = torch.stack([llama_features(xtr, split.x_test, llama_k, seed=seed_int("llama", s))[0]
+                     for s in seeds])
+    model, info = train_llama_pairs(xtr, ytr, z, seeds, hidden=(hidden, hidden),
+                                    aux_weight=aux_weight, lr=lr, target_loss=target_loss,
+                                    max_steps=max_steps)
+    return [t.detach().numpy().copy() for w, b in model.layers() for t in (w, b)], info
+
+
+def _merge_pairs(parts, sizes):
+    """One :class:`~countingargs.nets.mlp.BatchedMLP` (every chunk's plain networks, then every
+    chunk's llama networks) and its table, from the ``(params, info)`` of :func:`train_chunk`."""
+    from ...nets.mlp import BatchedMLP
+
+    half = [len(info) // 2 for _, info in parts]
+    order = [(p, slice(0, h)) for (p, _), h in zip(parts, half)]
+    order += [(p, slice(h, 2 * h)) for (p, _), h in zip(parts, half)]
+    model = BatchedMLP(2 * sum(half), sizes)
+    with torch.no_grad():
+        for i, t in enumerate(list(model.weights) + list(model.biases)):
+            j = 2 * i if i < len(model.weights) else 2 * (i - len(model.weights)) + 1
+            t.copy_(torch.from_numpy(np.concatenate([p[j][sl] for p, sl in order])))
+    info = pd.concat([info.iloc[:h] for (_, info), h in zip(parts, half)]
+                     + [info.iloc[h:] for (_, info), h in zip(parts, half)], ignore_index=True)
+    return model, info
+
+
 def run_training(seeds, *, llama_k: int, n_controls: int, hidden: int, aux_weight: float,
-                 lr: float, target_loss: float, max_steps: int):
+                 lr: float, target_loss: float, max_steps: int, seeds_per_chunk: int = 16,
+                 scheduler: str | None = None):
     """Experiment 3, training: a plain and a llama network per seed on the digits (each seed
     with its own llama), frozen at ``target_loss``; their encoding of the llama against control
     features (:func:`encoding_table`), test accuracy and weight norm.
 
+    The seeds are trained in groups of ``seeds_per_chunk`` (:func:`train_chunk`, run by
+    :func:`countingargs.chunks.map_chunks` on ``scheduler``); the networks come out the same
+    bit for bit whatever the grouping and wherever the chunks run (on CPU).
+
     Returns ``(trained, model, data)``: the table (one row per network, plain first), the
     :class:`~countingargs.nets.mlp.BatchedMLP` of the ``2 S`` networks and ``data`` (a dict with
     the training inputs ``x (N, 64)`` and labels ``y (N,)``, for the LLC and volume)."""
+    from ...chunks import map_chunks
     from ...data.digits import digits_split
     from ...estimators.llc import mlp_params
     from ...estimators.volume import balance_relu_mlp, params_norm
 
+    if seeds_per_chunk < 1:
+        raise ValueError(f"seeds_per_chunk must be >= 1, got {seeds_per_chunk}")
     split = digits_split()
     xtr, ytr, xte = split.x_pool, split.y_pool, split.x_test
     seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    groups = [seeds[i:i + seeds_per_chunk] for i in range(0, len(seeds), seeds_per_chunk)]
+    tasks = [dict(seed=g[0], chunk=ci, seeds=g, llama_k=llama_k, hidden=hidden,
+                  aux_weight=aux_weight, lr=lr, target_loss=target_loss, max_steps=max_steps)
+             for ci, g in enumerate(groups)]
+    parts = map_chunks(train_chunk, tasks, name="train_llama_pairs", scheduler=scheduler,
+                       threads=None).results
+    model, info = _merge_pairs(parts, [xtr.shape[1], hidden, hidden, int(ytr.max()) + 1])
     zz = [llama_features(xtr, xte, llama_k, seed=seed_int("llama", s)) for s in seeds]
     z_tr, z_te = torch.stack([a for a, _ in zz]), torch.stack([b for _, b in zz])
     c_tr, c_te = llama_features(xtr, xte, n_controls, seed=seed_int("controls"))
-    model, info = train_llama_pairs(xtr, ytr, z_tr, seeds, hidden=(hidden, hidden),
-                                    aux_weight=aux_weight, lr=lr, target_loss=target_loss,
-                                    max_steps=max_steps)
     enc = encoding_table(model, xtr, xte, z_tr, z_te, c_tr, c_te, info)
     with torch.no_grad():
         logits = model(xte)
@@ -793,36 +857,90 @@ def run_network_checks(model, data: dict, trained: pd.DataFrame, n_pairs: int) -
     return rows
 
 
+def llc_chunk(seed: int, chunk: int, point_ids: list, params: dict, *, step_size: float,
+              localization: float, n_burnin: int, n_chains: int, n_draws: int, x=None, y=None):
+    """A group of networks at one setting of :func:`run_llc` (a unit of
+    :func:`countingargs.chunks.map_chunks`): their LLC of the task loss on the training digits
+    (rebuilt here; or ``x``, ``y`` when given). ``params``: the networks' weights
+    ``{"w0": (K, ...), ...}`` (numpy arrays or tensors); ``point_ids``: their indices in the
+    whole experiment, from which the chains of each draw their own noise stream
+    ``(seed, "llc-point", id)``, so a network's estimate does not depend on which networks
+    share its chunk. Returns ``llc_mean, llc_std, init_loss, diverged, drift`` (numpy, one per
+    network) and ``n_beta``."""
+    from ...estimators import llc
+
+    if x is None:
+        from ...data.digits import digits_split
+
+        split = digits_split()
+        x, y = split.x_pool, split.y_pool
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    theta = {k: torch.as_tensor(v) for k, v in params.items()}
+    r = llc.estimate_llc_batch(llc.mlp_loss_fn(x, y), theta, len(y), step_size=step_size,
+                               localization=localization, n_chains=n_chains, n_draws=n_draws,
+                               n_burnin=int(n_burnin), seed=seed, point_ids=point_ids)
+    out = {k: r[k] for k in ("llc_mean", "llc_std", "init_loss", "diverged", "drift")}
+    out["n_beta"] = r["settings"]["n_beta"]
+    return out
+
+
+def _is_digits_pool(data: dict) -> bool:
+    """Whether ``data`` is the training pool of :func:`countingargs.data.digits.digits_split`
+    (then the chunks rebuild it instead of carrying it)."""
+    from ...data.digits import digits_split
+
+    split = digits_split()
+    return (data["x"].shape == split.x_pool.shape and data["y"].shape == split.y_pool.shape
+            and torch.equal(data["x"], split.x_pool) and torch.equal(data["y"], split.y_pool))
+
+
 def run_llc(model, data: dict, trained: pd.DataFrame, n_pairs: int, settings, *, n_chains: int,
-            n_draws: int, reference=FIRST_VERSION_LLC) -> pd.DataFrame:
+            n_draws: int, reference=FIRST_VERSION_LLC, networks_per_chunk: int = 16,
+            scheduler: str | None = None) -> pd.DataFrame:
     """LLC of the task loss for the first ``n_pairs`` pairs (balanced weights) under each
     ``[step, localization, burn-in]`` of ``settings`` (the first is the main one), and under the
     ``reference`` setting (the first version's; ``None`` to skip it), with ``n_beta = n / log n``.
     One row per setting x network: ``setting, main, reference, step_size, localization,
     n_burnin, n_draws, n_beta, seed, condition, reached, llc, llc_chain_std, init_loss, diverged,
     drift`` (``n_beta`` x (mean sampled loss in the second half of the draws minus the first
-    half): how far the estimate was still moving, in LLC units)."""
-    from ...estimators import llc
-    from ...stats import progress
+    half): how far the estimate was still moving, in LLC units).
 
+    Chunks (:func:`llc_chunk`, run by :func:`countingargs.chunks.map_chunks` on ``scheduler``):
+    one per setting and group of ``networks_per_chunk`` networks. Setting ``si`` uses the noise
+    seed ``seed_int("llc", si)``, and the chains of a network draw their own stream from it and
+    the network's row in ``trained``, so the numbers are the same whatever the grouping and
+    wherever the chunks run (on CPU)."""
+    from ...chunks import map_chunks
+
+    if networks_per_chunk < 1:
+        raise ValueError(f"networks_per_chunk must be >= 1, got {networks_per_chunk}")
     idx, params = _balanced_pairs(model, trained, n_pairs)
-    loss_fn = llc.mlp_loss_fn(data["x"], data["y"])
+    xy = {} if _is_digits_pool(data) else {"x": data["x"].numpy(), "y": data["y"].numpy()}
     runs = [list(s) for s in settings] + ([list(reference)] if reference is not None else [])
+    tasks = []
+    for si, (step, loc, burnin) in enumerate(runs):
+        for lo in range(0, len(idx), networks_per_chunk):
+            sl = slice(lo, lo + networks_per_chunk)
+            tasks.append(dict(seed=seed_int("llc", si), chunk=len(tasks), point_ids=idx[sl],
+                              params={k: v[sl].numpy() for k, v in params.items()},
+                              step_size=step, localization=loc, n_burnin=int(burnin),
+                              n_chains=n_chains, n_draws=n_draws, **xy))
+    results = iter(map_chunks(llc_chunk, tasks, name="llc", scheduler=scheduler,
+                              threads=None).results)
     rows = []
-    for si, (step, loc, burnin) in enumerate(progress(runs, desc="llc")):
-        r = llc.estimate_llc_batch(loss_fn, params, len(data["y"]), step_size=step,
-                                   localization=loc, n_chains=n_chains, n_draws=n_draws,
-                                   n_burnin=int(burnin), seed=seed_int("llc", si))
-        for j, net in enumerate(idx):
-            rows.append({"setting": si, "main": si == 0, "reference": si >= len(settings),
-                         "step_size": step, "localization": loc,
-                         "n_burnin": int(burnin), "n_draws": n_draws,
-                         "n_beta": r["settings"]["n_beta"],
-                         "seed": int(trained.seed.iloc[net]),
-                         "condition": trained.condition.iloc[net],
-                         "reached": bool(trained.reached.iloc[net]), "llc": r["llc_mean"][j],
-                         "llc_chain_std": r["llc_std"][j], "init_loss": r["init_loss"][j],
-                         "diverged": bool(r["diverged"][j]), "drift": r["drift"][j]})
+    for si, (step, loc, burnin) in enumerate(runs):
+        for lo in range(0, len(idx), networks_per_chunk):
+            r = next(results)
+            for j, net in enumerate(idx[lo:lo + networks_per_chunk]):
+                rows.append({"setting": si, "main": si == 0, "reference": si >= len(settings),
+                             "step_size": step, "localization": loc,
+                             "n_burnin": int(burnin), "n_draws": n_draws,
+                             "n_beta": r["n_beta"],
+                             "seed": int(trained.seed.iloc[net]),
+                             "condition": trained.condition.iloc[net],
+                             "reached": bool(trained.reached.iloc[net]), "llc": r["llc_mean"][j],
+                             "llc_chain_std": r["llc_std"][j], "init_loss": r["init_loss"][j],
+                             "diverged": bool(r["diverged"][j]), "drift": r["drift"][j]})
     return pd.DataFrame(rows)
 
 
