@@ -1,14 +1,20 @@
 """Chapter 02 (volume): targets, consistency, Lempel-Ziv, the trainer to fit a training set,
 guess-and-check (brute-force checks), and every verdict rule of analysis.py on synthetic tables."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from countingargs import chunks
 from countingargs.chapters.ch02_volume import analysis as A
 from countingargs.chapters.ch02_volume import experiment as V
 from countingargs.nets import sampler as S
 from countingargs.stats import CONTRADICTS, MIXED, SUPPORTS
+
+LIB = Path(__file__).resolve().parent.parent / "lib"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +92,58 @@ def test_guess_and_check_accepts_only_fitting_networks():
     out = S.forward_block(g.params, x[:3].T.contiguous(), 6, [8])
     assert ((out > 0) == y[:3]).all()
     assert g.test_acc.shape == (g.accepted,)
+
+
+# the heavy steps as chunks: the same tables whatever the grouping and wherever they run
+VS_SMALL = dict(n_inputs=4, hidden=[8, 8], sigma_w=1.0, sigma_b=0.1, prior_samples=4000,
+                train_size=6, targets=["x1|x2"], optimisers=["sgd", "sgd-b3"],
+                lrs={"sgd": 0.5, "adam": 0.01}, sgd_runs=24, max_steps=150, seeds=[0, 1],
+                null_reps=5)
+GC_SMALL = dict(seeds=[0], sizes=[2, 4], hidden=[8], n_accept=5, max_draws=6000, sgd_runs=6,
+                lr=0.1, max_steps=100, loss_target=0.05, small_lr=0.01)
+
+
+def _csv(tables: dict) -> dict:
+    return {k: v.to_csv() for k, v in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def chunked_ref():
+    """The chunked heavy steps in process, one cell per chunk."""
+    return (_csv(V.volume_vs_sgd(**VS_SMALL, cells_per_chunk=1, scheduler="")),
+            _csv(V.guess_and_check_digits(**GC_SMALL, cells_per_chunk=1, scheduler="")))
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """Dask worker processes import countingargs through PYTHONPATH; clusters closed after."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([old] if old else []))
+    yield
+    chunks.close_clients()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_training_chunks_do_not_depend_on_the_grouping(chunked_ref):
+    vs, gc = chunked_ref
+    assert len(vs["volume_vs_sgd"].splitlines()) == 5          # 2 seeds x 1 target x 2 optimisers
+    assert _csv(V.volume_vs_sgd(**VS_SMALL, cells_per_chunk=3, scheduler="")) == vs
+    assert _csv(V.guess_and_check_digits(**GC_SMALL, cells_per_chunk=2, scheduler="")) == gc
+    with pytest.raises(ValueError, match="group size"):
+        V.guess_and_check_digits(**GC_SMALL, cells_per_chunk=0, scheduler="")
+
+
+@pytest.mark.parametrize("scheduler,per_chunk", [("local:1", 4), ("local:2", 1)])
+def test_training_chunks_on_local_cluster_match_in_process(chunked_ref, workers_env, scheduler,
+                                                           per_chunk):
+    vs, gc = chunked_ref
+    assert _csv(V.volume_vs_sgd(**VS_SMALL, cells_per_chunk=per_chunk, scheduler=scheduler)) == vs
+    assert _csv(V.guess_and_check_digits(**GC_SMALL, cells_per_chunk=per_chunk,
+                                         scheduler=scheduler)) == gc
+    chunks.close_clients(scheduler)
 
 
 def test_lookup_counts_and_zero_for_absent():

@@ -6,11 +6,18 @@ this chapter needs: named target functions, consistency with a training set, Lem
 complexity, training many networks from the prior until they fit a training set,
 guess-and-check on the digits, and the experiment functions the notebook calls.
 
+The heavy loops are chunks of :func:`countingargs.chunks.map_chunks`: the prior samples (in
+the sampler), the SGD runs of volume vs SGD (:func:`vs_train_chunk`, cells ``(seed, target,
+optimiser)``) and guess-and-check against SGD (:func:`gc_chunk`, cells ``(seed, size)``). Each
+cell draws only from its own keyed streams, so the tables are the same whatever the grouping
+of cells into chunks and wherever the chunks run (in process, or on ``scheduler``) on CPU.
+
 Shapes: ``L = 2**n`` inputs of the cube, ``W = ceil(L / 64)`` words per packed function,
 ``K`` distinct functions, ``M`` networks.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -598,12 +605,45 @@ def proportion_null(n: int, top_b: int, n_b: int, rng: np.random.Generator,
     return _summary(np.log2(x / y), "log2_ratio_null")
 
 
+def vs_train_chunk(seed: int, chunk: int, cells: Sequence[Sequence], setting: str,
+                   n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b: float,
+                   activation: str, encoding: str, train_size: int, lrs: dict, sgd_runs: int,
+                   max_steps: int, long_loss: float, device: str = "cpu") -> list[dict]:
+    """The SGD runs of some cells of :func:`volume_vs_sgd` (a unit of
+    :func:`countingargs.chunks.map_chunks`): for each ``[seed, target, optimiser]`` in
+    ``cells``, ``sgd_runs`` networks trained together (one batched :func:`train_to_fit`) from the
+    initial networks ``seed_int("vs-train", setting, seed, target)`` on the training set
+    ``rng("vs-split", seed, target)``, rebuilt here from those keys. Each cell depends only on
+    its own keys, so the results do not depend on how cells are grouped into chunks nor where
+    the chunks run (``seed`` and ``chunk`` name the chunk in reports). Returns one dict per
+    cell: ``codes (sgd_runs, W)``, ``fitted`` and ``steps``."""
+    L = 2 ** n_inputs
+    X = cube(n_inputs, encoding=encoding)
+    out = []
+    for s, tname, oname in cells:
+        tb = target_bits(tname, n_inputs)
+        S = np.sort(seeded_rng("vs-split", int(s), tname).choice(L, train_size, replace=False))
+        opt, bs, long = parse_optimiser(oname)
+        tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w, sigma_b,
+                          activation, opt, lrs[opt], bs, max_steps,
+                          seed=seed_int("vs-train", setting, int(s), tname),
+                          loss_target=long_loss if long else None, device=device)
+        out.append(dict(codes=tr.codes, fitted=tr.fitted, steps=tr.steps))
+    return out
+
+
+def _groups(items: list, size: int) -> list[list]:
+    if size < 1:
+        raise ValueError(f"the group size must be >= 1, got {size}")
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b: float,
                   prior_samples: int, train_size: int, targets: Sequence[str],
                   optimisers: Sequence[str], lrs: dict, sgd_runs: int, max_steps: int,
                   seeds: Sequence[int], setting: str = "main", activation: str = "relu",
                   encoding: str = "01", long_loss: float = 0.01, null_reps: int = 200,
-                  k_lit: int = 5, scatter_seed: int = 0,
+                  k_lit: int = 5, scatter_seed: int = 0, cells_per_chunk: int = 1,
                   scheduler: str | None = None, device: str = "cpu") -> dict[str, pd.DataFrame]:
     """P_B(f|S) by exact rejection sampling against P_SGD(f|S) from ``sgd_runs`` training runs,
     per seed (fresh prior sample in two halves, fresh training set), target and optimiser, for
@@ -618,16 +658,33 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
     with its initial one, against another run's initial one), ``volume_vs_sgd_scatter`` (the
     functions compared in seed ``scatter_seed``) and ``offset_error`` (distribution of the
     off-S error per cell and source: each optimiser and ``volume``). ``scheduler``: where the
-    prior halves are sampled (:func:`sample_functions`; the same counts anywhere on CPU);
-    ``device``: where the prior is sampled and the networks trained (CUDA: other streams)."""
+    prior halves are sampled (:func:`sample_functions`) and the SGD runs trained
+    (:func:`vs_train_chunk` through :func:`countingargs.chunks.map_chunks`, ``cells_per_chunk``
+    cells ``(seed, target, optimiser)`` per chunk); the same tables anywhere on CPU, whatever
+    the grouping. ``device``: where the prior is sampled and the networks trained (CUDA: other
+    streams)."""
+    from ...chunks import map_chunks
+
     L = 2 ** n_inputs
-    X = cube(n_inputs, encoding=encoding)
-    rows, scatter, errs = [], [], []
-    for s in progress(list(seeds), desc=f"volume vs SGD ({setting})"):
-        half_a, half_b = (sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
+    halves = {}
+    for s in progress(list(seeds), desc=f"volume vs SGD, prior ({setting})"):
+        halves[s] = tuple(sample_functions(n_inputs, hidden, prior_samples // 2, sigma_w, sigma_b,
                                            activation, seed=seed_int("vs-prior", setting, s, h),
                                            encoding=encoding, scheduler=scheduler, device=device)
                           for h in "ab")
+    cells = [[int(s), str(t), str(o)] for s in seeds for t in targets for o in optimisers]
+    common = dict(setting=setting, n_inputs=n_inputs, hidden=[int(h) for h in hidden],
+                  sigma_w=float(sigma_w), sigma_b=float(sigma_b), activation=activation,
+                  encoding=encoding, train_size=int(train_size),
+                  lrs={k: float(v) for k, v in lrs.items()}, sgd_runs=int(sgd_runs),
+                  max_steps=int(max_steps), long_loss=float(long_loss), device=str(device))
+    chunks = [dict(seed=g[0][0], chunk=i, cells=g, **common)
+              for i, g in enumerate(_groups(cells, cells_per_chunk))]
+    run = map_chunks(vs_train_chunk, chunks, name=f"vs-train-{setting}", scheduler=scheduler)
+    trained = {tuple(c): r for c, r in zip(cells, (r for res in run.results for r in res))}
+    rows, scatter, errs = [], [], []
+    for s in seeds:
+        half_a, half_b = halves[s]
         both = FunctionCounts.merge([half_a, half_b])
         for tname in targets:
             tb = target_bits(tname, n_inputs)
@@ -647,13 +704,9 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                                                 activation, seed=train_seed, keep_samples=True,
                                                 encoding=encoding, device=device)[1], L)[:, test]
             for oname in optimisers:
-                opt, bs, long = parse_optimiser(oname)
-                tr = train_to_fit(X[S], torch.from_numpy(tb[S]), X, sgd_runs, hidden, sigma_w,
-                                  sigma_b, activation, opt, lrs[opt], bs, max_steps,
-                                  seed=train_seed, loss_target=long_loss if long else None,
-                                  device=device)
-                fit = tr.fitted
-                sc, sn = count_rows(tr.codes[fit])
+                tr = trained[int(s), str(tname), str(oname)]
+                fit = tr["fitted"]
+                sc, sn = count_rows(tr["codes"][fit])
                 keys, _ = count_rows(np.concatenate([pb_codes, sc]))
                 pb, ps = lookup(keys, pb_codes, pb_counts), lookup(keys, sc, sn)
                 pa = lookup(keys, half_a.codes[m_a], half_a.counts[m_a])
@@ -664,16 +717,16 @@ def volume_vs_sgd(n_inputs: int, hidden: Sequence[int], sigma_w: float, sigma_b:
                 cal.update(proportion_null(int(sn.sum()), int(top10_b), n_b,
                                            seeded_rng("vs-null-top10", setting, s, tname, oname),
                                            null_reps))
-                final = unpack_bits(tr.codes, L)[:, test]
+                final = unpack_bits(tr["codes"], L)[:, test]
                 err_sgd = offset_errors(sc, tb, test, L)
                 errs.append(_error_hist(setting, s, tname, oname, err_sgd, sn, len(test)))
                 rows.append(dict(setting=setting, seed=s, target=tname, optimiser=oname,
                                  train_size=train_size, prior_samples=both.n_samples,
                                  accepted=int(pb_counts.sum()), pb_distinct=len(pb_counts),
                                  sgd_runs=sgd_runs, sgd_fitted=int(fit.sum()), sgd_distinct=len(sn),
-                                 median_steps=float(np.median(tr.steps[fit])),
-                                 p90_steps=float(np.percentile(tr.steps[fit], 90)),
-                                 fit_at_init=float((tr.steps[fit] == 0).mean()),
+                                 median_steps=float(np.median(tr["steps"][fit])),
+                                 p90_steps=float(np.percentile(tr["steps"][fit], 90)),
+                                 fit_at_init=float((tr["steps"][fit] == 0).mean()),
                                  init_agree=float((final[fit] == init[fit]).mean()),
                                  init_agree_other=float((final[fit] == np.roll(init, 1, 0)[fit]).mean()),
                                  n_compared=int(((pb >= 2) | (ps >= 2)).sum()),
@@ -718,10 +771,70 @@ def _error_hist(setting, seed, target, source, err, weight, n_test) -> pd.DataFr
 GC_METHODS = ("guess-and-check", "sgd-first-fit", "sgd-low-loss", "sgd-small-lr")
 
 
+@functools.lru_cache(maxsize=1)
+def _digits():
+    """``load_digits``, pixels / 16, as float32, and the labels (read once per process)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.data / 16.0, dtype=torch.float32), d.target
+
+
+_PAIRS = [(a, b) for a in range(10) for b in range(a + 1, 10)]
+
+
+def gc_chunk(seed: int, chunk: int, cells: Sequence[Sequence[int]], hidden: Sequence[int],
+             n_accept: int, max_draws: int, sgd_runs: int, lr: float, max_steps: int,
+             loss_target: float, small_lr: float) -> list[tuple[dict, list[pd.DataFrame]]]:
+    """Some cells ``[seed, k]`` of :func:`guess_and_check_digits` (a unit of
+    :func:`countingargs.chunks.map_chunks`): the digits, the class pair and the training set
+    are rebuilt from the cell's keys, guess-and-check and the SGD variants draw from the cell's
+    own streams, so a cell's result does not depend on the chunk that holds it nor on where it
+    runs. Returns per cell its row of ``guess_and_check`` and its tables of ``gc_networks``."""
+    Xd, yd = _digits()
+    variants = [("sgd-first-fit", lr, None), ("sgd-low-loss", lr, loss_target),
+                ("sgd-small-lr", small_lr, None)]
+    out = []
+    for s, k in cells:
+        s, k = int(s), int(k)
+        a, b = _PAIRS[seeded_rng("gc-pair", s).integers(len(_PAIRS))]
+        pool = np.flatnonzero((yd == a) | (yd == b))
+        rng = seeded_rng("gc-split", s, k)
+        tr = np.concatenate([rng.choice(np.flatnonzero(yd == a), k // 2, replace=False),
+                             rng.choice(np.flatnonzero(yd == b), k - k // 2, replace=False)])
+        te = np.setdiff1d(pool, tr)
+        ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
+        g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
+                            seed=seed_int("gc-draw", s, k))
+        row = dict(seed=s, classes=f"{a}v{b}", k=k, n_test=len(te), lr=lr, small_lr=small_lr,
+                   loss_target=loss_target, draws=g.draws, accepted=g.accepted,
+                   acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
+        nets = []
+        if g.accepted:
+            o = forward_block(g.params[:n_accept], Xd[tr].T.contiguous(), Xd.shape[1], hidden)
+            nets.append(_net_rows(s, k, "guess-and-check", o, ytr, g.test_acc[:n_accept],
+                                  np.zeros(len(o))))
+        x_eval = torch.cat([Xd[tr], Xd[te]])
+        for name, rate, lt in variants:
+            r = train_to_fit(Xd[tr], ytr, x_eval, sgd_runs, hidden, init="uniform",
+                             optimizer="sgd", lr=rate, max_steps=max_steps,
+                             seed=seed_int("gc-sgd", s, k), loss_target=lt)
+            acc = ((r.outputs[:, k:] > 0) == yte).float().mean(1).numpy()
+            f = r.fitted
+            tag = name.removeprefix("sgd-").replace("-", "_")
+            row[f"acc_sgd_{tag}"] = float(acc[f].mean()) if f.any() else np.nan
+            row[f"fit_share_{tag}"] = float(f.mean())
+            row[f"median_steps_{tag}"] = float(np.median(r.steps[f])) if f.any() else np.nan
+            nets.append(_net_rows(s, k, name, r.outputs[f, :k], ytr, acc[f], r.steps[f]))
+        out.append((row, nets))
+    return out
+
+
 def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: Sequence[int],
                            n_accept: int, max_draws: int, sgd_runs: int, lr: float,
-                           max_steps: int, loss_target: float,
-                           small_lr: float) -> dict[str, pd.DataFrame]:
+                           max_steps: int, loss_target: float, small_lr: float,
+                           cells_per_chunk: int = 1,
+                           scheduler: str | None = None) -> dict[str, pd.DataFrame]:
     """Chiang et al.'s guess-and-check on two-class subsets of ``load_digits`` (pixels / 16).
 
     Per seed a random class pair (``rng("gc-pair", seed)``), per size ``k`` a balanced training
@@ -732,52 +845,27 @@ def guess_and_check_digits(seeds: Sequence[int], sizes: Sequence[int], hidden: S
     training loss is at most ``loss_target`` (``sgd-low-loss``), and learning rate ``small_lr``
     stopped at the first fit (``sgd-small-lr``, many more steps).
 
+    The cells ``(seed, k)`` run as chunks of :func:`countingargs.chunks.map_chunks`
+    (:func:`gc_chunk`, ``cells_per_chunk`` cells each) on ``scheduler``; the same tables
+    whatever the grouping and wherever they run on CPU.
+
     Returns ``guess_and_check`` (one row per seed and size: draws, accepted networks, mean test
     accuracy of each method, fitted share and median steps of each SGD variant) and
     ``gc_networks`` (one row per network: method, training loss (mean binary cross-entropy),
     test accuracy, steps; the first ``n_accept`` accepted networks of guess-and-check)."""
-    from sklearn.datasets import load_digits
+    from ...chunks import map_chunks
 
-    digits = load_digits()
-    Xd = torch.tensor(digits.data / 16.0, dtype=torch.float32)
-    yd = digits.target
-    pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
-    rows, nets = [], []
-    variants = [("sgd-first-fit", lr, None), ("sgd-low-loss", lr, loss_target),
-                ("sgd-small-lr", small_lr, None)]
-    for s in progress(list(seeds), desc="guess and check"):
-        a, b = pairs[seeded_rng("gc-pair", s).integers(len(pairs))]
-        pool = np.flatnonzero((yd == a) | (yd == b))
-        for k in sizes:
-            rng = seeded_rng("gc-split", s, k)
-            tr = np.concatenate([rng.choice(np.flatnonzero(yd == a), k // 2, replace=False),
-                                 rng.choice(np.flatnonzero(yd == b), k - k // 2, replace=False)])
-            te = np.setdiff1d(pool, tr)
-            ytr, yte = torch.from_numpy(yd[tr] == b), torch.from_numpy(yd[te] == b)
-            g = guess_and_check(Xd[tr], ytr, Xd[te], yte, hidden, n_accept, max_draws,
-                                seed=seed_int("gc-draw", s, k))
-            row = dict(seed=s, classes=f"{a}v{b}", k=k, n_test=len(te), lr=lr, small_lr=small_lr,
-                       loss_target=loss_target, draws=g.draws, accepted=g.accepted,
-                       acc_gc=float(g.test_acc.mean()) if g.accepted else np.nan)
-            if g.accepted:
-                out = forward_block(g.params[:n_accept], Xd[tr].T.contiguous(), Xd.shape[1], hidden)
-                nets.append(_net_rows(s, k, "guess-and-check", out, ytr, g.test_acc[:n_accept],
-                                      np.zeros(len(out))))
-            x_eval = torch.cat([Xd[tr], Xd[te]])
-            for name, rate, lt in variants:
-                r = train_to_fit(Xd[tr], ytr, x_eval, sgd_runs, hidden, init="uniform",
-                                 optimizer="sgd", lr=rate, max_steps=max_steps,
-                                 seed=seed_int("gc-sgd", s, k), loss_target=lt)
-                acc = ((r.outputs[:, k:] > 0) == yte).float().mean(1).numpy()
-                f = r.fitted
-                tag = name.removeprefix("sgd-").replace("-", "_")
-                row[f"acc_sgd_{tag}"] = float(acc[f].mean()) if f.any() else np.nan
-                row[f"fit_share_{tag}"] = float(f.mean())
-                row[f"median_steps_{tag}"] = float(np.median(r.steps[f])) if f.any() else np.nan
-                nets.append(_net_rows(s, k, name, r.outputs[f, :k], ytr, acc[f], r.steps[f]))
-            rows.append(row)
-    return {"guess_and_check": pd.DataFrame(rows),
-            "gc_networks": pd.concat(nets, ignore_index=True)}
+    cells = [[int(s), int(k)] for s in seeds for k in sizes]
+    common = dict(hidden=[int(h) for h in hidden], n_accept=int(n_accept),
+                  max_draws=int(max_draws), sgd_runs=int(sgd_runs), lr=float(lr),
+                  max_steps=int(max_steps), loss_target=float(loss_target),
+                  small_lr=float(small_lr))
+    chunks = [dict(seed=g[0][0], chunk=i, cells=g, **common)
+              for i, g in enumerate(_groups(cells, cells_per_chunk))]
+    run = map_chunks(gc_chunk, chunks, name="guess-and-check", scheduler=scheduler)
+    done = [cell for res in run.results for cell in res]
+    return {"guess_and_check": pd.DataFrame([row for row, _ in done]),
+            "gc_networks": pd.concat([n for _, nets in done for n in nets], ignore_index=True)}
 
 
 def _net_rows(seed, k, method, out_train, y_train, test_acc, steps) -> pd.DataFrame:
