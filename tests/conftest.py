@@ -103,3 +103,23 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def workers_env():
+    """For tests on a Dask LocalCluster: worker processes import ``countingargs`` (and the chunk
+    functions of ``tests/chunk_fns.py``) through PYTHONPATH; the clusters started by the module
+    are closed at its end and PYTHONPATH is restored."""
+    from countingargs import chunks
+
+    here = str(REPO / "tests")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "lib"), here] + ([old] if old else []))
+    sys.path.insert(0, here)
+    yield
+    chunks.close_clients()
+    sys.path.remove(here)
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old

@@ -351,25 +351,6 @@ def test_run_gives_the_same_bytes_for_any_seed_grouping(small_in_process):
         distill.run(**_SMALL, seeds_per_chunk=0)
 
 
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH."""
-    import os
-    from pathlib import Path
-
-    from countingargs import chunks
-
-    lib = str(Path(__file__).resolve().parent.parent / "lib")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
 def test_run_on_a_local_cluster_with_1_and_2_workers_matches_in_process(small_in_process, workers_env):
     from countingargs import chunks
 

@@ -1,7 +1,5 @@
 """Chapter 02 (volume): targets, consistency, Lempel-Ziv, the trainer to fit a training set,
 guess-and-check (brute-force checks), and every verdict rule of analysis.py on synthetic tables."""
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +11,6 @@ from countingargs.chapters.ch02_volume import analysis as A
 from countingargs.chapters.ch02_volume import experiment as V
 from countingargs.nets import sampler as S
 from countingargs.stats import CONTRADICTS, MIXED, SUPPORTS
-
-LIB = Path(__file__).resolve().parent.parent / "lib"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,19 +108,6 @@ def chunked_ref():
     """The chunked heavy steps in process, one cell per chunk."""
     return (_csv(V.volume_vs_sgd(**VS_SMALL, cells_per_chunk=1, scheduler="")),
             _csv(V.guess_and_check_digits(**GC_SMALL, cells_per_chunk=1, scheduler="")))
-
-
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH; clusters closed after."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 def test_training_chunks_do_not_depend_on_the_grouping(chunked_ref):

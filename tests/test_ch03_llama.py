@@ -459,26 +459,7 @@ def test_chunk_layout_does_not_change_training_or_llc(small_run):
         L.run_llc(model, data, trained, 2, [[3e-4, 3.0, 4]], networks_per_chunk=0, **_LLC)
 
 
-@pytest.fixture(scope="module")
-def cluster_env():
-    """Dask worker processes import countingargs through PYTHONPATH; clusters closed at the end."""
-    import os
-    from pathlib import Path
-
-    from countingargs import chunks
-
-    lib = str(Path(__file__).resolve().parents[1] / "lib")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
-def test_training_and_llc_on_local_cluster_1_and_2_workers_match_in_process(small_run, cluster_env):
+def test_training_and_llc_on_local_cluster_1_and_2_workers_match_in_process(small_run, workers_env):
     from countingargs import chunks
 
     trained, model, data, llc = small_run

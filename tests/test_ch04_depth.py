@@ -3,8 +3,6 @@ analysis' verdict rules."""
 import io
 import itertools
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -286,8 +284,6 @@ def test_disjoint_ratio_is_the_central_binomial_for_any_depth():
             assert c["parallel_shared"] >= c["parallel_disjoint"]
 
 
-
-
 # -- the verdict rules, on synthetic tables ----------------------------------------------------------
 from countingargs.chapters.ch04_depth import analysis as A  # noqa: E402
 
@@ -557,23 +553,6 @@ def test_the_grouping_of_networks_does_not_change_any_number(reference_run):
     _, nets = D.train_parity(**_PARITY)
     one = [D.measure_llc(nets, ["free"], 16, 3, _LLC, 1, seeds_per_chunk=g).to_csv() for g in (1, 3)]
     assert one[0] == one[1]
-
-
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH; the clusters are closed
-    at the end of the module."""
-    from countingargs import chunks
-
-    lib = str(Path(D.__file__).resolve().parents[3])
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 @pytest.mark.parametrize("scheduler", ["local:1", "local:2"])

@@ -449,26 +449,6 @@ def test_chunk_layout_does_not_change_the_results(chunk_ref):
             assert got[k] == v, (per, k)
 
 
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH; the clusters are closed
-    at the end of the module."""
-    import os
-    from pathlib import Path
-
-    from countingargs import chunks
-
-    old = os.environ.get("PYTHONPATH")
-    lib = str(Path(__file__).resolve().parent.parent / "lib")
-    os.environ["PYTHONPATH"] = os.pathsep.join([lib] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
 def test_chunks_on_local_cluster_1_and_2_workers_match_in_process(chunk_ref, workers_env):
     from countingargs import chunks
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,7 +185,6 @@ def test_llc_loss_fn_handles_chains_point_major():
 
 # ---------------------------------------------------------------------------------------------
 # the chunked grid: the same tables whatever the chunk layout and wherever the chunks ran
-LIB = Path(__file__).resolve().parent.parent / "lib"
 CHUNK_GRID = dict(m=M_BITS, s=S_BITS, n_heldout=16)
 MAIN_ARM = E.Arm("main", lr=0.4, width=8, max_steps=300, level_alt=0.01)
 LLC_SMALL = dict(n_beta=100.0, step_size=1e-4, localization=10.0, n_chains=2, n_draws=4, n_burnin=2)
@@ -230,22 +227,6 @@ def test_grid_with_llc_keeps_a_k_in_one_chunk():
         E.run_arm(MAIN_ARM, [4], [1], [0, 1], **CHUNK_GRID, llc_settings=LLC_SMALL, seeds_per_chunk=1)
     with pytest.raises(ValueError, match="without repeats"):
         E.run_arm(MAIN_ARM, [4], [1], [0, 0], **CHUNK_GRID)
-
-
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH; one LocalCluster per
-    worker count for the module, closed at its end."""
-    from countingargs import chunks
-
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 def test_grid_on_local_cluster_1_and_2_workers_matches_in_process(workers_env):

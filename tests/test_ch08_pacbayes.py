@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -165,7 +163,6 @@ def test_certify_batch_shapes_selection_and_determinism():
 
 # -- the chunked run: the same tables whatever the chunk layout and the workers ----------------------
 GRID = dict(tasks=["binary"], train_sizes=[40, 60], widths=[4], seeds=[0, 1], control=True)
-LIB = Path(__file__).resolve().parent.parent / "lib"
 
 
 def _tables_csv(tables):
@@ -189,19 +186,6 @@ def test_run_is_the_same_for_every_chunk_layout(reference_run):
         experiment.run(**GRID, batches_per_chunk=0, scheduler="", **SMALL)
     with pytest.raises(ValueError, match="base key"):
         experiment.certify_chunk(seed=3, chunk=0, batches=[], seeds=[0], **SMALL)
-
-
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs through PYTHONPATH."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([old] if old else []))
-    yield
-    chunks.close_clients()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 def test_run_on_a_local_cluster_with_1_and_2_workers_matches_in_process(reference_run, workers_env):

@@ -22,21 +22,6 @@ HERE = Path(__file__).resolve().parent
 LIB = HERE.parent / "lib"
 
 
-@pytest.fixture(scope="module")
-def workers_env():
-    """Dask worker processes import countingargs and tests/chunk_fns.py through PYTHONPATH."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB), str(HERE)] + ([old] if old else []))
-    sys.path.insert(0, str(HERE))
-    yield
-    chunks.close_clients()
-    sys.path.remove(str(HERE))
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
 def _same(a, b):
     (fa, sa), (fb, sb) = a, b
     assert fa.codes.tobytes() == fb.codes.tobytes()
