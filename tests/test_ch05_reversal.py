@@ -61,6 +61,61 @@ def test_prompt_entities_never_meet_the_weights_or_the_training_episodes(facts):
     assert mask.any() and not mask[..., 0].any()
 
 
+def _check_episode(seq, targets, v, k):
+    """Parse one training episode; assert that every question's answer follows from the facts
+    written in its prompt and that exactly the question tails and answers are targets."""
+    seq = [t for t in seq if t != R.PAD]
+    if {v.R1, v.R2, v.R12} & set(seq):                       # two-hop: k chains, 2k facts
+        r1, r2, i, body = {}, {}, 0, seq[1:]
+        for _ in range(2 * k):
+            if body[i + 2] == v.R1:
+                r1[tuple(body[i:i + 2])] = body[i + 3]
+                i += 4
+            else:
+                assert body[i + 1] == v.R2
+                r2[body[i]] = body[i + 2]
+                i += 3
+        assert len(r1) == len(r2) == k and set(r1.values()) == set(r2)
+        qs, want = body[i:], []
+        while qs:
+            if qs[1] == v.R2:
+                assert r2[qs[0]] == qs[2]
+                want, qs = want + [qs[2]], qs[3:]
+            else:
+                ans = r1[tuple(qs[:2])] if qs[2] == v.R1 else r2[r1[tuple(qs[:2])]]
+                assert qs[2] in (v.R1, v.R12) and qs[3] == ans
+                want, qs = want + [qs[3]], qs[4:]
+        assert targets == want
+        return "twohop"
+    facts, qs, want = {}, seq[1 + 5 * k:], []
+    for i in range(k):
+        a, t, b = tuple(seq[1 + 5 * i:3 + 5 * i]), seq[3 + 5 * i], tuple(seq[4 + 5 * i:6 + 5 * i])
+        facts[a], facts[b] = (t, b), (t, a)
+    assert len(facts) == 2 * k
+    while qs:
+        t, b = facts[tuple(qs[:2])]
+        assert qs[2] == t and tuple(qs[3:5]) == b
+        want, qs = want + qs[1:5], qs[5:]
+    assert targets == want
+    return "curse"
+
+
+@pytest.mark.parametrize("k,questions", [(2, 1), (3, 2)])
+def test_episode_answers_follow_from_their_prompt(facts, k, questions):
+    v = facts.vocab
+    sampler = R.EpisodeSampler([facts, facts], [3, 4], k, twohop_share=0.4, questions=questions)
+    tokens, mask = sampler.sample(300)
+    assert tokens.shape == (2, 300, sampler.length)
+    kinds = [_check_episode(s, [t for t, m in zip(s, mk) if m], v, k)
+             for s, mk in zip(tokens.reshape(-1, sampler.length).tolist(),
+                              mask.reshape(-1, sampler.length).tolist())]
+    assert abs(kinds.count("twohop") / len(kinds) - 0.4) < 0.06
+    # each model's episodes come from its own stream: the same seed alone gives the same ones
+    alone = R.EpisodeSampler([facts], [4], k, twohop_share=0.4, questions=questions).sample(300)
+    assert torch.equal(alone[0][0], tokens[1]) and torch.equal(alone[1][0], mask[1])
+    assert not torch.equal(tokens[0], tokens[1])
+
+
 def test_corpus_contains_each_group_only_in_its_directions(facts):
     sent = _sentences(R.make_corpus(facts))
     for nm, ds, g in zip(facts.names.tolist(), facts.descs.tolist(), facts.group.tolist()):
@@ -236,7 +291,7 @@ def test_external_two_hop_answers_on_the_models_own_first_step(facts):
 def test_training_learns_seen_facts_and_is_reproducible():
     kw = dict(seeds=[0], n_per_group=6, n_templates=2, n_countries=2, cities_per_country=2,
               persons_per_city=3, composed_per_city=1, d_model=32, n_layers=1, n_heads=2,
-              cfg=T.TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup=10, log_every=50),
+              cfg=T.TrainConfig(steps=300, batch_size=32, lr=1e-2, warmup=10, log_every=50),
               context_k=2, context_batch=4, n_context_persons=4, n_episode=12, n_ctx_cities=2,
               pretrain_cfg=T.TrainConfig(steps=5, lr=1e-2, warmup=1, log_every=1))
     a = R.run_experiment(**kw)
@@ -338,7 +393,8 @@ def _tables(summary, summary_long, ratio=None):
                             "n_heldout_unseen": 120, "n_params": 1000, "corpus_size": 3840,
                             "vocab_size": 300, "n_context_facts": 100, "n_context_persons": 100,
                             "n_episode_entities": 500, "pretrain_steps": 10, "n_bases": 1,
-                            "context_questions": 2}
+                            "context_questions": 1, "pretrain_batch": 256, "pretrain_lr": 0.001,
+                            "context_twohop_share": 0.5}
                            for s in range(5)])
     summary_ratio = summary if ratio is None else ratio
     design_long = pd.DataFrame([{"seed": s, "n_persons": 240, "n_cities": 60, "n_bridges_seen": 40,
@@ -458,3 +514,13 @@ def test_chunks_on_local_cluster_1_and_2_workers_match_in_process(chunk_ref, wor
             assert got[k] == v, (sched, k)
     rows = {(h["name"], h["scheduler"], h["workers"]) for h in chunks.history()}
     assert {("ch05-ratio", "local:1", 1), ("ch05-long", "local:2", 2)} <= rows
+
+
+def test_pretrain_settings_name_what_is_wrong():
+    assert R.pretrain_settings([3000, 256, 0.001]) == (3000, 256, 0.001)
+    assert R.pretrain_settings([0, 1, 1]) == (0, 1, 1.0)
+    for bad, match in [([3000, 256], "must be"), ("abc", "must be"), ([-1, 256, 0.001], "steps"),
+                       ([1.5, 256, 0.001], "steps"), ([10, 0, 0.001], "episodes per step"),
+                       ([10, 8, 0], "learning rate"), ([10, 8, True], "learning rate")]:
+        with pytest.raises(ValueError, match=match):
+            R.pretrain_settings(bad)

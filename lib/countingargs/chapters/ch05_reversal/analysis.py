@@ -259,6 +259,7 @@ def design(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
                                  "n_heldout_unseen", "n_params", "corpus_size", "vocab_size"))
     dr = _need(tables, "design_ratio", ("n_context_facts", "n_context_persons", "n_episode_entities",
                                         "pretrain_steps", "n_bases", "context_questions",
+                                        "pretrain_batch", "pretrain_lr", "context_twohop_share",
                                         "vocab_size", "n_params"))
     dl = _need(tables, "design_long", ("seed", "n_persons", "n_cities", "n_bridges_seen",
                                        "n_composed", "corpus_size"))
@@ -287,6 +288,8 @@ def design(tables: Mapping[str, pd.DataFrame], params: Mapping) -> Findings:
         "n_context_persons": int(fr.n_context_persons),
         "n_episode_entities": int(fr.n_episode_entities),
         "pretrain_steps": int(fr.pretrain_steps), "n_bases": int(fr.n_bases),
+        "pretrain_batch": int(fr.pretrain_batch), "pretrain_lr": float(fr.pretrain_lr),
+        "context_twohop_pct": 100 * float(fr.context_twohop_share),
         "ratio_steps": int(params["ratio_steps"]), "ratio_vocab_size": int(fr.vocab_size),
         "ratio_n_params": int(fr.n_params),
         "ratio_threshold": float(params["ratio_threshold"]),

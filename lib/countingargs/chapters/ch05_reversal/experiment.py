@@ -355,47 +355,78 @@ class EpisodeSampler:
         self.rngs = [seeding.rng("ch05", stream, int(s)) for s in seeds]
         self.length = max(1 + 5 * k + 5 * questions, 1 + 7 * k + 4 * questions)
 
-    def _one(self, rng: np.random.Generator, f: Facts) -> tuple[list[int], list[bool]]:
+    def _episodes(self, rng: np.random.Generator, f: Facts, E: int) -> tuple[np.ndarray, np.ndarray]:
+        """``E`` episodes of one model as arrays (all episodes drawn at once): ``(E, length)``
+        token ids (PAD at the end) and the target mask. Curse and two-hop layouts are built for
+        every episode and one is kept per episode; missing tokens (the second token of a
+        one-token question, the fourth of a three-token R2 fact) are marked and squeezed out."""
         k, v = self.k, self.v
-        tokens: list[int] = []
-        mask: list[bool] = []
-        if rng.random() < self.share:
-            persons = f.ep_names[rng.choice(len(f.ep_names), k, replace=False)]
-            cities = rng.choice(np.array(list(v.pool("ccity"))), k, replace=False)
-            countries = rng.choice(np.array(list(v.pool("country"))), k, replace=False)
-            order = rng.permutation(2 * k)
-            for q in range(self.questions):
-                which = ("hop1", "hop2", "composed")[rng.integers(3)]
-                seq, ans, _, _ = twohop_episode(persons, cities, countries, order, v, which,
-                                                int(rng.integers(k)))
-                head = seq if q == 0 else seq[1 + 7 * k:]
-                tokens += head + ans
-                mask += [False] * len(head) + [True] * len(ans)
-        else:
-            names = f.ep_names[rng.choice(len(f.ep_names), k, replace=False)]
-            descs = f.ep_descs[rng.choice(len(f.ep_descs), k, replace=False)]
-            nt = v.n_templates
-            name_first, fact_tpls = rng.integers(2, size=k).astype(bool), rng.integers(nt, size=k)
-            for q in range(self.questions):
-                j = int(rng.integers(k))
-                seq, ans, _, _ = curse_episode(names, descs, list(v.pool("tpl")), name_first,
-                                               bool(rng.integers(2)), j, int(fact_tpls[j]), fact_tpls)
-                head = seq if q == 0 else seq[1 + 5 * k:]
-                tokens += head + ans
-                # targets: the question after its first token (a repeat of a prompt fact's
-                # tokens, so an exact copy when asked in the written direction) and the answer
-                mask += [False] * (len(head) - 2) + [True] * (2 + len(ans))
-        return tokens, mask
+        rows = np.arange(E)
+        tpls, rel = np.array(list(v.pool("tpl"))), np.array([v.R1, v.R2, v.R12])
+        twohop = rng.random(E) < self.share
+        # curse episodes: k names and k descriptions, each fact written one way, its template
+        names = f.ep_names[_subsets(rng, len(f.ep_names), k, E)]            # (E, k, 2)
+        descs = f.ep_descs[_subsets(rng, len(f.ep_descs), k, E)]
+        name_first = rng.integers(2, size=(E, k)).astype(bool)[..., None]
+        ft = tpls[rng.integers(v.n_templates, size=(E, k))]                  # (E, k)
+        written = np.concatenate([np.where(name_first, names, descs), ft[..., None],
+                                  np.where(name_first, descs, names)], axis=2)
+        c_tok = [np.full((E, 1), BOS), written.reshape(E, 5 * k)]
+        c_msk = [np.zeros((E, 1 + 5 * k), bool)]
+        # two-hop episodes: k chains person R1 city, city R2 country, the 2k facts shuffled
+        persons = f.ep_names[_subsets(rng, len(f.ep_names), k, E)]
+        ccity, country = np.array(list(v.pool("ccity"))), np.array(list(v.pool("country")))
+        cities = ccity[_subsets(rng, len(ccity), k, E)]
+        countries = country[_subsets(rng, len(country), k, E)]
+        order = _subsets(rng, 2 * k, 2 * k, E)
+        col = lambda x: np.broadcast_to(np.asarray(x), (E, k))[..., None]
+        chains = np.concatenate([
+            np.concatenate([persons, col(v.R1), cities[..., None]], axis=2),
+            np.concatenate([cities[..., None], col(v.R2), countries[..., None], col(_GAP)], axis=2)],
+            axis=1)                                                          # (E, 2k, 4)
+        t_tok = [np.full((E, 1), BOS), np.take_along_axis(chains, order[..., None], 1).reshape(E, 8 * k)]
+        t_msk = [np.zeros((E, 1 + 8 * k), bool)]
+        for _ in range(self.questions):
+            # curse: a random fact, asked from a random side with its own template; targets: the
+            # question after its first token (an exact copy when asked in the written direction)
+            # and the answer
+            j = rng.integers(k, size=E)
+            ask_name = rng.integers(2, size=E).astype(bool)[:, None]
+            src = np.where(ask_name, names[rows, j], descs[rows, j])
+            dst = np.where(ask_name, descs[rows, j], names[rows, j])
+            c_tok.append(np.concatenate([src, ft[rows, j][:, None], dst], axis=1))
+            c_msk.append(np.tile([False, True, True, True, True], (E, 1)))
+            # two-hop: a random chain, asked hop1 / hop2 / composed; target: the answer
+            which, jt = rng.integers(3, size=E), rng.integers(k, size=E)
+            p, c, y = persons[rows, jt], cities[rows, jt], countries[rows, jt]
+            hop2 = which == 1
+            t_tok.append(np.stack([np.where(hop2, c, p[:, 0]), np.where(hop2, _GAP, p[:, 1]),
+                                   rel[which], np.where(which == 0, c, y)], axis=1))
+            t_msk.append(np.tile([False, False, False, True], (E, 1)))
+        tc, tt = np.concatenate(c_tok, 1), np.concatenate(t_tok, 1)
+        mc, mt = np.concatenate(c_msk, 1), np.concatenate(t_msk, 1)
+        W = max(tc.shape[1], tt.shape[1])
+        widen = lambda x, fill: np.pad(x, ((0, 0), (0, W - x.shape[1])), constant_values=fill)
+        tok = np.where(twohop[:, None], widen(tt, _GAP), widen(tc, _GAP))
+        msk = np.where(twohop[:, None], widen(mt, False), widen(mc, False))
+        squeeze = np.argsort(tok == _GAP, axis=1, kind="stable")   # gaps to the end, in order
+        tok, msk = np.take_along_axis(tok, squeeze, 1), np.take_along_axis(msk, squeeze, 1)
+        msk &= tok != _GAP
+        tok[tok == _GAP] = PAD
+        return tok[:, :self.length], msk[:, :self.length]
 
     def sample(self, n_episodes: int) -> tuple[torch.Tensor, torch.Tensor]:
-        out = np.full((len(self.facts), n_episodes, self.length), PAD, dtype=np.int64)
-        mask = np.zeros(out.shape, dtype=bool)
-        for m, (rng, f) in enumerate(zip(self.rngs, self.facts)):
-            for e in range(n_episodes):
-                s, mk = self._one(rng, f)
-                out[m, e, :len(s)] = s
-                mask[m, e, :len(mk)] = mk
-        return torch.from_numpy(out), torch.from_numpy(mask)
+        parts = [self._episodes(rng, f, n_episodes) for rng, f in zip(self.rngs, self.facts)]
+        return (torch.from_numpy(np.stack([p[0] for p in parts])),
+                torch.from_numpy(np.stack([p[1] for p in parts])))
+
+
+_GAP = -1  # a missing token in an episode layout, squeezed out by EpisodeSampler
+
+
+def _subsets(rng: np.random.Generator, n: int, k: int, E: int) -> np.ndarray:
+    """``(E, k)`` indices into ``range(n)``: each row ``k`` distinct ones in random order."""
+    return np.argsort(rng.random((E, n)), axis=1)[:, :k]
 
 
 # ------------------------------------------------------------------------------------------
@@ -734,6 +765,21 @@ def pretrain_on_prompts(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfi
     return base, log
 
 
+def pretrain_settings(run: Sequence) -> tuple[int, int, float]:
+    """The notebook's ``pretrain_run = [steps, episodes per step, learning rate]``, checked:
+    returns ``(steps, batch, lr)``; steps 0 means no pretraining."""
+    if isinstance(run, (str, bytes)) or len(run) != 3:
+        raise ValueError(f"pretrain_run must be [steps, episodes per step, learning rate], got {run!r}")
+    steps, batch, lr = run
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"pretrain_run: steps must be an integer >= 0, got {steps!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"pretrain_run: episodes per step must be an integer >= 1, got {batch!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"pretrain_run: learning rate must be > 0, got {lr!r}")
+    return steps, batch, float(lr)
+
+
 _BASES: dict[tuple, tuple[BatchedTransformer, pd.DataFrame]] = {}
 
 
@@ -760,10 +806,11 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
                    composed_per_city: int = 3, unseen_cities_per_country: int = 1,
                    d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                    cfg: TrainConfig | None = None, context_k: int = 2, context_batch: int = 16,
-                   context_twohop_share: float = 0.25, context_questions: int = 2,
+                   context_twohop_share: float = 0.5, context_questions: int = 1,
                    n_context_persons: int = 100,
                    n_episode: int = 500, n_ctx_cities: int = 20,
                    pretrain_cfg: TrainConfig | None = None, base_per_seed: bool = False,
+                   pretrain_batch: int | None = None,
                    progress: Callable | None = None, checkpoint_every: int = 0,
                    checkpoint_items: int = 25) -> dict:
     """Draw facts for each seed, pretrain on prompt episodes, then train one model per seed (all
@@ -771,7 +818,8 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
 
     ``pretrain_cfg`` (None: no pretraining): steps of episode-only training, for one model whose
     copies every seed then fine-tunes (as Berglund et al. fine-tune one pretrained model), or one
-    per seed with ``base_per_seed``. ``context_k`` facts (or chains) per episode,
+    per seed with ``base_per_seed``, with ``pretrain_batch`` episodes per step (None: as
+    ``context_batch``). ``context_k`` facts (or chains) per episode,
     ``context_batch`` episodes per step and model (0: no episodes at all), each with
     ``context_questions`` questions; the test episodes (one question each) use
     ``n_per_group`` fresh curse facts and ``n_context_persons`` fresh chains. With
@@ -802,7 +850,7 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
     logs = []
     if pretrain_cfg is not None:
         base_seeds = seeds if base_per_seed else [0]
-        pre_args = (facts[0], base_seeds, pretrain_cfg, context_k, context_batch,
+        pre_args = (facts[0], base_seeds, pretrain_cfg, context_k, pretrain_batch or context_batch,
                     context_twohop_share, context_questions, d_model, n_layers, n_heads, progress)
         if base_per_seed:
             model, plog = pretrain_on_prompts(*pre_args)
@@ -831,8 +879,11 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
         "n_context_facts": len(f.ctx_names), "n_context_persons": len(f.ctx_persons),
         "n_episode_entities": len(f.ep_names), "episode_length": sampler.length if sampler else 0,
         "pretrain_steps": pretrain_cfg.steps if pretrain_cfg else 0,
+        "pretrain_batch": (pretrain_batch or context_batch) if pretrain_cfg else 0,
+        "pretrain_lr": pretrain_cfg.lr if pretrain_cfg else 0.0,
         "n_bases": (len(seeds) if base_per_seed else 1) if pretrain_cfg else 0,
         "context_questions": context_questions if use_ctx else 0,
+        "context_twohop_share": context_twohop_share if use_ctx else 0.0,
         } for s, f in zip(seeds, facts)])
     return {"facts": facts, "model": model, "log": pd.concat(logs, ignore_index=True),
             "corpus_size": corpus.shape[1], "per_query": per_query,
