@@ -49,8 +49,9 @@ def main() -> None:
     pre = TrainConfig(steps=a.steps, lr=a.lr, warmup=min(100, max(1, a.steps // 10)),
                       log_every=max(1, a.steps // 20))
     t0 = time.time()
-    base, log = ex.pretrain_on_prompts(facts, [0], pre, a.k, a.batch, a.share, a.questions,
-                                       **MODEL)
+    # the chapter's shared base, kept by _shared_base: the fine-tuning below starts from it
+    base, log = ex._shared_base(facts, [0], pre, a.k, a.batch, a.share, a.questions,
+                                MODEL["d_model"], MODEL["n_layers"], MODEL["n_heads"])
     print(f"pretraining: {time.time() - t0:.0f} s; last episode losses "
           f"{log['loss_extra'].tail(3).round(3).tolist()}")
     queries = ex.build_queries([facts], twohop=False, curse=False, context_k=a.k, seeds=[0])
@@ -59,13 +60,12 @@ def main() -> None:
     if not a.finetune_steps:
         return
 
-    ex.pretrain_on_prompts = lambda *args, **kw: (base, log)   # reuse the base just trained
     cfg = TrainConfig(steps=a.finetune_steps, batch_size=128, lr=a.finetune_lr,
                       warmup=min(100, a.finetune_steps // 10),
                       log_every=max(1, a.finetune_steps // 40))
     t0 = time.time()
-    res = ex.run_experiment(list(range(a.seeds)), cfg=cfg, pretrain_cfg=pre, context_k=a.k,
-                            context_batch=a.finetune_batch, context_twohop_share=a.share,
+    res = ex.run_experiment(list(range(a.seeds)), cfg=cfg, pretrain_cfg=pre, pretrain_batch=a.batch,
+                            context_k=a.k, context_batch=a.finetune_batch, context_twohop_share=a.share,
                             context_questions=a.questions, n_context_persons=100,
                             **FACTS, **MODEL)
     print(f"fine-tuning {a.seeds} seeds: {time.time() - t0:.0f} s")

@@ -848,9 +848,10 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
     sampler = EpisodeSampler(facts, seeds, context_k, context_twohop_share,
                              context_questions) if use_ctx else None
     logs = []
+    pretrain_batch = pretrain_batch or context_batch
     if pretrain_cfg is not None:
         base_seeds = seeds if base_per_seed else [0]
-        pre_args = (facts[0], base_seeds, pretrain_cfg, context_k, pretrain_batch or context_batch,
+        pre_args = (facts[0], base_seeds, pretrain_cfg, context_k, pretrain_batch,
                     context_twohop_share, context_questions, d_model, n_layers, n_heads, progress)
         if base_per_seed:
             model, plog = pretrain_on_prompts(*pre_args)
@@ -879,7 +880,7 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
         "n_context_facts": len(f.ctx_names), "n_context_persons": len(f.ctx_persons),
         "n_episode_entities": len(f.ep_names), "episode_length": sampler.length if sampler else 0,
         "pretrain_steps": pretrain_cfg.steps if pretrain_cfg else 0,
-        "pretrain_batch": (pretrain_batch or context_batch) if pretrain_cfg else 0,
+        "pretrain_batch": pretrain_batch if pretrain_cfg else 0,
         "pretrain_lr": pretrain_cfg.lr if pretrain_cfg else 0.0,
         "n_bases": (len(seeds) if base_per_seed else 1) if pretrain_cfg else 0,
         "context_questions": context_questions if use_ctx else 0,
