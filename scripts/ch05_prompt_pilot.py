@@ -6,11 +6,11 @@ copies of it for ``--seeds`` seeds on their facts together with episodes, as the
 run does, and scores those. Prints the exact-match accuracy and the rank lift of every
 condition. The chapter's "Settings tried" paragraph reports what these pilots found.
 
-    python scripts/ch05_prompt_pilot.py --steps 3000 --batch 256 --lr 1e-3 --share 0.5 \\
-        --finetune-steps 2000 --finetune-batch 32 --seeds 3
+    python scripts/ch05_prompt_pilot.py --steps 2000 --batch 256 --lr 1e-3 --share 0.5 \\
+        --questions 4 --finetune-steps 2000 --finetune-batch 32 --seeds 3
 
-Sizes are those of the chapter's standard profile. Runs on one CPU thread unless
-``--threads`` says otherwise; 3,000 steps of 256 episodes take a few minutes.
+Sizes and defaults are those of the chapter's standard profile. Runs on one CPU thread unless
+``--threads`` says otherwise; 2,000 steps of 256 episodes take about seven minutes.
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ MODEL = dict(d_model=64, n_layers=2, n_heads=4)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000, help="pretraining steps")
+    ap.add_argument("--steps", type=int, default=2000, help="pretraining steps")
     ap.add_argument("--batch", type=int, default=256, help="episodes per pretraining step")
     ap.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate")
     ap.add_argument("--share", type=float, default=0.5, help="share of two-hop episodes")
-    ap.add_argument("--questions", type=int, default=1, help="questions per episode")
+    ap.add_argument("--questions", type=int, default=4, help="questions per episode")
     ap.add_argument("--k", type=int, default=2, help="facts per episode")
     ap.add_argument("--finetune-steps", type=int, default=0, help="0: pretraining only")
     ap.add_argument("--finetune-lr", type=float, default=3e-3)

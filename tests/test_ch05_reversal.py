@@ -92,6 +92,8 @@ def _check_episode(seq, targets, v, k):
         a, t, b = tuple(seq[1 + 5 * i:3 + 5 * i]), seq[3 + 5 * i], tuple(seq[4 + 5 * i:6 + 5 * i])
         facts[a], facts[b] = (t, b), (t, a)
     assert len(facts) == 2 * k
+    # one template per episode: the question's template cannot point at the fact asked about
+    assert len({seq[3 + 5 * i] for i in range(k)}) == 1
     while qs:
         t, b = facts[tuple(qs[:2])]
         assert qs[2] == t and tuple(qs[3:5]) == b
@@ -186,6 +188,10 @@ def test_context_queries_point_at_the_right_answers(facts):
         asked = tuple(pr[-3:-1])
         assert tuple(ca[co]) == desc_of[asked]                  # description -> its name
         assert tuple(pr[-3:-1]) in desc_of and len(ca) == 3
+    # every fact of a curse test prompt is written in the question's template
+    for key in (("p2d", "same"), ("p2d", "reversed"), ("d2p", "same"), ("d2p", "reversed")):
+        for pr in q[key][0]:
+            assert {pr[3 + 5 * i] for i in range(3)} == {pr[-1]}
     prompts, cands, correct, _, _ = q[("twohop", "external")]
     assert (prompts[:, -1] == facts.vocab.R1).all() and cands.shape[1:] == (3, 1)
 

@@ -18,7 +18,9 @@ Facts in the weights (:func:`make_facts`, :func:`make_corpus`)
 
 Facts in the prompt (:class:`EpisodeSampler`, :func:`context_queries`)
     The same model is also trained on *episodes*: a few facts of the same two kinds written in
-    the prompt, then one question about one of them. Episode facts are fresh random bindings of
+    the prompt, then questions about them (four by default in training, one in a test episode).
+    The curse facts of an episode and its questions share one template, so nothing but the
+    names and descriptions tells the facts apart. Episode facts are fresh random bindings of
     entities drawn from the same token pools (never a fact of the weights), so the answer can
     only come from the prompt. Questions in training episodes go both ways (forward and
     reversed; hop 1, hop 2 and the composed relation), as the ``both`` group and the trained
@@ -328,7 +330,8 @@ class EpisodeSampler:
 
     Each episode holds ``k`` facts written in the prompt and ``questions`` questions about them
     (each about a random fact of the prompt, answer included): a curse episode (facts
-    name-first or description-first at random, each question from either side) or, with
+    name-first or description-first at random, all in one template, each question from either
+    side in that template, so only the names and descriptions tell the facts apart) or, with
     probability ``twohop_share``, a two-hop episode (``k`` chains in shuffled order, questions of
     kind hop1 / hop2 / composed). Entities come from the seed's ``ep_names`` / ``ep_descs`` and
     the prompt-only cities, so no episode states a fact of the weights or of the test episodes.
@@ -368,7 +371,9 @@ class EpisodeSampler:
         names = f.ep_names[_subsets(rng, len(f.ep_names), k, E)]            # (E, k, 2)
         descs = f.ep_descs[_subsets(rng, len(f.ep_descs), k, E)]
         name_first = rng.integers(2, size=(E, k)).astype(bool)[..., None]
-        ft = tpls[rng.integers(v.n_templates, size=(E, k))]                  # (E, k)
+        # one template for every fact and question of an episode: a template that differed
+        # between facts would tell the model which fact is asked about without reading names
+        ft = np.repeat(tpls[rng.integers(v.n_templates, size=(E, 1))], k, axis=1)  # (E, k)
         written = np.concatenate([np.where(name_first, names, descs), ft[..., None],
                                   np.where(name_first, descs, names)], axis=2)
         c_tok = [np.full((E, 1), BOS), written.reshape(E, 5 * k)]
@@ -507,7 +512,8 @@ def context_queries(facts: Facts, seed: int, k: int, n_items: int | None = None,
     """The test episodes of one seed: facts in the prompt that occur in no training sequence.
 
     Curse: for each of the seed's ``ctx_names`` facts (the first ``n_items``) and each template,
-    one prompt holding that fact and ``k - 1`` others of the set (in random order), in four
+    one prompt holding that fact and ``k - 1`` others of the set (in random order, every fact
+    and the question in that template), in four
     conditions: facts written name-first (``p2d``) or description-first (``d2p``), asked in the
     written direction (``same``) or reversed. Two-hop: for each ``ctx_persons`` person a chain
     through a prompt-only city to a country, with ``k - 1`` rival chains (distinct cities and
@@ -527,17 +533,18 @@ def context_queries(facts: Facts, seed: int, k: int, n_items: int | None = None,
             others = rng.choice(np.delete(np.arange(len(facts.ctx_names)), i), k - 1, replace=False)
             pos = int(rng.integers(k))
             members = np.insert(others, pos, i)
-            layouts.append((members, pos, rng.integers(v.n_templates, size=k)))
+            layouts.append((members, pos))
         for group, name_first in (("p2d", True), ("d2p", False)):
             for direction in ("same", "reversed"):
                 ask_name = name_first == (direction == "same")
                 rows = []
                 for t in t_idx:
-                    for i, (members, pos, ft) in enumerate(layouts):
-                        ft = ft.copy()
-                        ft[pos] = t
+                    for i, (members, pos) in enumerate(layouts):
+                        # every fact in the question's template: the template cannot point
+                        # at the fact asked about
                         rows.append(curse_episode(facts.ctx_names[members], facts.ctx_descs[members],
-                                                  tpls, name_first, ask_name, pos, t, ft) + (i, t))
+                                                  tpls, name_first, ask_name, pos, t, [t] * k)
+                                    + (i, t))
                 out[(group, direction)] = _stack_rows(rows)
     n_p = len(facts.ctx_persons) if n_items is None else min(n_items, len(facts.ctx_persons))
     if n_p and len(facts.ctx_persons) >= k and len(v.pool("ccity")) >= k:
@@ -806,7 +813,7 @@ def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates:
                    composed_per_city: int = 3, unseen_cities_per_country: int = 1,
                    d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                    cfg: TrainConfig | None = None, context_k: int = 2, context_batch: int = 16,
-                   context_twohop_share: float = 0.5, context_questions: int = 1,
+                   context_twohop_share: float = 0.5, context_questions: int = 4,
                    n_context_persons: int = 100,
                    n_episode: int = 500, n_ctx_cities: int = 20,
                    pretrain_cfg: TrainConfig | None = None, base_per_seed: bool = False,
