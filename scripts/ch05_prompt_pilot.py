@@ -7,10 +7,10 @@ run does, and scores those. Prints the exact-match accuracy and the rank lift of
 condition. The chapter's "Settings tried" paragraph reports what these pilots found.
 
     python scripts/ch05_prompt_pilot.py --steps 2000 --batch 256 --lr 1e-3 --share 0.5 \\
-        --questions 4 --finetune-steps 2000 --finetune-batch 32 --seeds 3
+        --questions 4 --finetune-steps 1200 --finetune-batch 32 --seeds 3
 
 Sizes and defaults are those of the chapter's standard profile. Runs on one CPU thread unless
-``--threads`` says otherwise; 2,000 steps of 256 episodes take about seven minutes.
+``--threads`` says otherwise; 2,000 steps of 256 episodes take about six minutes.
 """
 from __future__ import annotations
 
