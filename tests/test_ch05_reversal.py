@@ -161,6 +161,23 @@ def test_same_seed_same_facts_and_bad_inputs():
         R.EpisodeSampler([a], [0], 1)
 
 
+@pytest.mark.parametrize("mix,wanted", [((0, 1, 0), {"R2"}), ((1, 0, 1), {"R1", "R12"})])
+def test_twohop_mix_chooses_the_kinds_of_question(facts, mix, wanted):
+    v = facts.vocab
+    sampler = R.EpisodeSampler([facts], [3], 2, twohop_share=1.0, questions=3, twohop_mix=mix)
+    tokens, mask = sampler.sample(100)
+    rel = {v.R1: "R1", v.R2: "R2", v.R12: "R12"}
+    asked = set()
+    for seq, mk in zip(tokens[0].tolist(), mask[0].tolist()):
+        _check_episode(seq, [t for t, m in zip(seq, mk) if m], v, 2)   # answers still right
+        answers = [i for i, m in enumerate(mk) if m]
+        asked |= {rel[seq[i - 1]] for i in answers}       # the relation just before each answer
+    assert asked == wanted
+    for bad in ((1, 1), (1, -1, 1), (0, 0, 0)):
+        with pytest.raises(ValueError, match="twohop_mix"):
+            R.EpisodeSampler([facts], [3], 2, twohop_mix=bad)
+
+
 def test_episodes_state_their_facts_and_ask_about_one(facts):
     v = facts.vocab
     names, descs = facts.ctx_names[:3], facts.ctx_descs[:3]
@@ -502,13 +519,22 @@ def chunk_ref():
     return _chunked_runs(scheduler="")
 
 
-def test_chunk_layout_does_not_change_the_results(chunk_ref):
+def test_chunk_layout_does_not_change_the_results(chunk_ref, monkeypatch):
     assert len(R._seed_groups([0, 1, 2], None, "")) == 1
     assert len(R._seed_groups([0, 1, 2], None, "local:2")) == 3
     for per in (1, 2):
         got = _chunked_runs(scheduler="", seeds_per_chunk=per)
         for k, v in chunk_ref.items():
             assert got[k] == v, (per, k)
+    # chunks in two threads at once: the same tables, and the shared base pretrained once
+    calls = []
+    pretrain = R.pretrain_on_prompts
+    monkeypatch.setattr(R, "pretrain_on_prompts", lambda *a: calls.append(1) or pretrain(*a))
+    R._BASES.clear()
+    got = _chunked_runs(scheduler="", seeds_per_chunk=1, workers=2)
+    assert len(calls) == 1
+    for k, v in chunk_ref.items():
+        assert got[k] == v, ("threads", k)
 
 
 def test_chunks_on_local_cluster_1_and_2_workers_match_in_process(chunk_ref, workers_env):

@@ -224,3 +224,57 @@ def test_checkpoint_key_hashes_array_contents():
     assert key(t) == key(torch.zeros(5000)) and key(t) != key(torch.ones(5000))
     assert key(t) != key(t.double())
     assert key({"w": t}) != key({"w": torch.ones(5000)})
+
+
+def _tiny_training(seed: int):
+    from countingargs.nets import transformer as T
+
+    g = torch.Generator().manual_seed(seed)
+    corpus = torch.randint(2, 23, (2, 64, 6), generator=g)
+    model = T.BatchedTransformer(2, 23, 16, 1, 2, seeds=[seed, seed + 1])
+    log = T.train_lm(model, corpus, T.TrainConfig(steps=30, batch_size=16, lr=1e-2, warmup=3),
+                     [seed, seed + 1])
+    return log, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_side_by_side_gives_the_results_of_one_after_another():
+    calls = {name: (lambda s=s: _tiny_training(s)) for name, s in (("a", 1), ("b", 7), ("c", 3))}
+    together = chunks.side_by_side(calls, workers=2)
+    alone = chunks.side_by_side(calls, workers=1)
+    assert list(together) == ["a", "b", "c"]
+    for name in calls:
+        assert together[name][0].equals(alone[name][0])
+        assert all(torch.equal(together[name][1][k], alone[name][1][k]) for k in alone[name][1])
+    assert not torch.equal(together["a"][1]["w.tok"], together["b"][1]["w.tok"])
+
+
+def test_side_by_side_names_a_failing_call_and_bad_inputs():
+    def boom():
+        raise ValueError("no good")
+
+    with pytest.raises(ChunkError, match="'second' failed: ValueError: no good"):
+        chunks.side_by_side({"first": lambda: 1, "second": boom}, workers=2)
+    with pytest.raises(ValueError, match="'x' is not callable"):
+        chunks.side_by_side({"x": 3})
+    with pytest.raises(ValueError, match="workers >= 1"):
+        chunks.side_by_side({"x": lambda: 1}, workers=0)
+    assert chunks.side_by_side({}) == {}
+
+
+def test_side_by_side_map_chunks_on_one_local_cluster(workers_env, monkeypatch):
+    import chunk_fns
+
+    chunks.close_clients()
+    started = []
+    start = chunks._local_cluster
+    monkeypatch.setattr(chunks, "_local_cluster", lambda n: started.append(n) or start(n))
+
+    def run(seed):
+        return lambda: map_chunks(chunk_fns.draw, [dict(seed=seed, chunk=c, n=5) for c in range(4)],
+                                  name=f"draw-{seed}", scheduler="local:2").results
+
+    together = chunks.side_by_side({"a": run(1), "b": run(2)}, workers=2)
+    for seed, name in ((1, "a"), (2, "b")):
+        want = [np.random.default_rng([seed, c]).random(5) for c in range(4)]
+        assert all(np.array_equal(g, w) for g, w in zip(together[name], want))
+    assert started == [2] and list(chunks._CLIENTS) == ["local:2"]   # one cluster for both

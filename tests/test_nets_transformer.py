@@ -87,6 +87,31 @@ def test_lm_loss_counts_only_masked_targets_and_pad_never():
     assert T.lm_loss(logits, tokens, mask).item() == pytest.approx(-lp[1, 4].item())
 
 
+def _plain_lm_loss(logits, tokens, target_mask=None):
+    """The loss written in the obvious way (log-softmax of the sliced logits, masked mean)."""
+    tgt = tokens[:, :, 1:]
+    lp = torch.log_softmax(logits[:, :, :-1], dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+    mask = (tgt != T.PAD) if target_mask is None else (target_mask[:, :, 1:] & (tgt != T.PAD))
+    mask = mask.float()
+    return -(lp * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_lm_loss_gradients_are_bitwise_those_of_the_plain_formula(masked):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 64, 9, 41, generator=g)
+    tokens = torch.randint(0, 41, (3, 64, 9), generator=g)       # some PAD (0) targets too
+    mask = torch.rand(3, 64, 9, generator=g) < 0.3 if masked else None
+    grads = []
+    for fn in (T.lm_loss, _plain_lm_loss):
+        x = logits.clone().requires_grad_()
+        loss = fn(x, tokens, mask)
+        loss.sum().backward()
+        grads.append((loss.detach(), x.grad))
+    assert torch.equal(grads[0][1], grads[1][1])                 # every gradient bit the same
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-6, atol=0)
+
+
 def test_train_lm_with_only_a_second_batch_and_bad_inputs():
     model = T.BatchedTransformer(1, 23, 16, 1, 2, seeds=[0])
     batch = _tokens(1, 8, 6)

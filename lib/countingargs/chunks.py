@@ -41,6 +41,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed as _threads_completed
@@ -228,6 +229,7 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
 
 # -- clients, kept per scheduler string for the life of the process ---------------------------
 _CLIENTS: dict[str, tuple[Any, Any]] = {}
+_CLIENTS_LOCK = threading.RLock()  # calls side by side share one client, never start two
 
 
 def _local_cluster(n_workers: int | None):
@@ -242,10 +244,16 @@ def _local_cluster(n_workers: int | None):
 
 
 def get_client(scheduler: str):
-    """The Dask client for ``scheduler`` (not in-process), started on first use and kept."""
+    """The Dask client for ``scheduler`` (not in-process), started on first use and kept (one
+    per scheduler string, also when threads ask for it at once)."""
     kind, n_workers = parse_scheduler(scheduler)
     if kind == "inprocess":
         raise ValueError("get_client: the in-process scheduler has no client")
+    with _CLIENTS_LOCK:
+        return _get_client(scheduler, kind, n_workers)
+
+
+def _get_client(scheduler: str, kind: str, n_workers: int | None):
     key = scheduler.strip()
     if key in _CLIENTS:
         client = _CLIENTS[key][0]
@@ -311,6 +319,51 @@ def history() -> list[dict]:
         for x in ("chunks", "computed", "from_checkpoint"):
             row[x] += h[x]
     return list(out.values())
+
+
+def side_by_side(calls: Mapping[str, Callable[[], Any]], workers: int | None = None) -> dict[str, Any]:
+    """Run independent computations at the same time, in threads of this process, and return
+    their results by name (in the order of ``calls``).
+
+    ``calls``: name -> zero-argument callable (e.g. three trainings of a chapter that share no
+    state and draw every random number from their own seeded streams; their results are then
+    bitwise those of running them one after another). ``workers``: threads at once (None: one
+    per CPU core this process may use, at most one per call). Each thread uses the caller's
+    torch thread count. A failing call is re-raised as a :class:`ChunkError` that names it."""
+    if not calls:
+        return {}
+    names = list(calls)
+    for n in names:
+        if not callable(calls[n]):
+            raise ValueError(f"side_by_side: {n!r} is not callable")
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            workers = os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"side_by_side needs workers >= 1, got {workers}")
+    import torch
+
+    n_threads = torch.get_num_threads()
+
+    def one(name: str):
+        torch.set_num_threads(n_threads)
+        try:
+            return calls[name]()
+        except Exception as exc:  # noqa: BLE001 - reported with the call's name
+            raise ChunkError(f"side_by_side: {name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+    if workers == 1 or len(names) == 1:
+        return {n: one(n) for n in names}
+    with ThreadPoolExecutor(min(workers, len(names))) as pool:
+        futs = {n: pool.submit(one, n) for n in names}
+        try:
+            return {n: futs[n].result() for n in names}
+        except BaseException:
+            for f in futs.values():
+                f.cancel()
+            raise
 
 
 def map_chunks(fn: Callable, chunks: Sequence[Mapping[str, Any]], *, name: str,

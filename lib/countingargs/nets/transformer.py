@@ -178,12 +178,25 @@ def lm_loss(logits: torch.Tensor, tokens: torch.Tensor,
             target_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy per model, every non-PAD target counted (or only the targets
     where ``target_mask (M, B, T)`` is true, position ``t`` marking token ``t`` as a target).
-    ``logits (M, B, T, V)``, ``tokens (M, B, T)`` -> ``(M,)``."""
+    ``logits (M, B, T, V)``, ``tokens (M, B, T)`` -> ``(M,)``.
+
+    Speed without changing a bit of training: the log-softmax runs on the whole contiguous
+    logits and is sliced afterwards (a log-softmax over a strided slice is ten times slower on
+    CPU), and with a ``target_mask`` only the target rows are normalised. Rows are normalised
+    one by one either way, so the gradients, and every trained weight, are bitwise those of
+    the plain formula; only the summation order of the reported loss differs (in its last
+    bits)."""
     tgt = tokens[:, :, 1:]
-    lp = torch.log_softmax(logits[:, :, :-1], dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-    mask = (tgt != PAD) if target_mask is None else (target_mask[:, :, 1:] & (tgt != PAD))
-    mask = mask.float()
-    return -(lp * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    if target_mask is None:
+        lp = torch.log_softmax(logits, dim=-1)[:, :, :-1].gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        mask = (tgt != PAD).float()
+        return -(lp * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    mask = target_mask[:, :, 1:] & (tgt != PAD)
+    M = logits.shape[0]
+    owner = torch.arange(M, device=mask.device).view(M, 1, 1).expand_as(mask)[mask]  # its model
+    lp = torch.log_softmax(logits[:, :, :-1][mask], dim=-1).gather(-1, tgt[mask].unsqueeze(-1))
+    total = torch.zeros(M, dtype=lp.dtype, device=lp.device).index_add(0, owner, lp.squeeze(-1))
+    return -total / mask.sum(dim=(1, 2)).to(lp.dtype)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -333,20 +334,29 @@ class EpisodeSampler:
     name-first or description-first at random, all in one template, each question from either
     side in that template, so only the names and descriptions tell the facts apart) or, with
     probability ``twohop_share``, a two-hop episode (``k`` chains in shuffled order, questions of
-    kind hop1 / hop2 / composed). Entities come from the seed's ``ep_names`` / ``ep_descs`` and
-    the prompt-only cities, so no episode states a fact of the weights or of the test episodes.
+    kind hop1 / hop2 / composed, equally likely unless ``twohop_mix`` weights them; the pilots
+    use it). Entities come from the seed's ``ep_names`` / ``ep_descs`` and the prompt-only
+    cities, so no episode states a fact of the weights or of the test episodes.
     ``sample(E)`` returns ``(M, E, L)`` token ids (PAD at the end) and the mask of the answer
     tokens, the only targets trained: the facts of a prompt are random draws that no model can
     predict, so their loss would only add noise."""
 
     def __init__(self, facts_list: Sequence[Facts], seeds: Sequence[int], k: int,
-                 twohop_share: float = 0.3, questions: int = 1, stream: str = "episodes"):
+                 twohop_share: float = 0.3, questions: int = 1, stream: str = "episodes",
+                 twohop_mix: Sequence[float] | None = None):
         if k < 2:
             raise ValueError(f"episodes need k >= 2 facts (one to ask about, one rival), got {k}")
         if not 0 <= twohop_share <= 1:
             raise ValueError(f"twohop_share must lie in [0, 1], got {twohop_share}")
         if questions < 1:
             raise ValueError(f"episodes need at least one question, got {questions}")
+        if twohop_mix is not None:
+            mix = np.asarray(twohop_mix, dtype=float)
+            if mix.shape != (3,) or (mix < 0).any() or not mix.sum() > 0:
+                raise ValueError("twohop_mix must be three weights >= 0 (hop1, hop2, composed) "
+                                 f"with a positive sum, got {twohop_mix!r}")
+            twohop_mix = mix / mix.sum()
+        self.mix = twohop_mix
         v = facts_list[0].vocab
         if len(v.pool("ccity")) < k or len(v.pool("country")) < k:
             raise ValueError(f"two-hop episodes need at least k={k} prompt cities and countries")
@@ -402,7 +412,8 @@ class EpisodeSampler:
             c_tok.append(np.concatenate([src, ft[rows, j][:, None], dst], axis=1))
             c_msk.append(np.tile([False, True, True, True, True], (E, 1)))
             # two-hop: a random chain, asked hop1 / hop2 / composed; target: the answer
-            which, jt = rng.integers(3, size=E), rng.integers(k, size=E)
+            which = rng.integers(3, size=E) if self.mix is None else rng.choice(3, E, p=self.mix)
+            jt = rng.integers(k, size=E)
             p, c, y = persons[rows, jt], cities[rows, jt], countries[rows, jt]
             hop2 = which == 1
             t_tok.append(np.stack([np.where(hop2, c, p[:, 0]), np.where(hop2, _GAP, p[:, 1]),
@@ -788,6 +799,7 @@ def pretrain_settings(run: Sequence) -> tuple[int, int, float]:
 
 
 _BASES: dict[tuple, tuple[BatchedTransformer, pd.DataFrame]] = {}
+_BASES_LOCK = threading.Lock()  # chunks run side by side wait for the one base, not redo it
 
 
 def _shared_base(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfig, k: int, batch: int,
@@ -795,17 +807,18 @@ def _shared_base(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfig, k: i
                  progress: Callable | None = None) -> tuple[BatchedTransformer, pd.DataFrame]:
     """:func:`pretrain_on_prompts`, computed once per process for the same inputs (the one
     shared base of every chunk of :func:`run_experiment`: its episodes depend only on the
-    episode pool, the same for every seed). Returns the kept model (copy it before training)
-    and a copy of its log."""
+    episode pool, the same for every seed); chunks running in threads at once wait for it.
+    Returns the kept model (copy it before training) and a copy of its log."""
     key = (facts.vocab, facts.ep_names.tobytes(), facts.ep_descs.tobytes(),
            tuple(int(b) for b in base_seeds), dataclasses.astuple(cfg), k, batch, twohop_share,
            questions, d_model, n_layers, n_heads)
-    if key not in _BASES:
-        _BASES.clear()  # keep one base at most
-        _BASES[key] = pretrain_on_prompts(facts, base_seeds, cfg, k, batch, twohop_share,
-                                          questions, d_model, n_layers, n_heads, progress)
-    model, log = _BASES[key]
-    return model, log.copy()
+    with _BASES_LOCK:
+        if key not in _BASES:
+            _BASES.clear()  # keep one base at most
+            _BASES[key] = pretrain_on_prompts(facts, base_seeds, cfg, k, batch, twohop_share,
+                                              questions, d_model, n_layers, n_heads, progress)
+        model, log = _BASES[key]
+        return model, log.copy()
 
 
 def _experiment_group(seeds: Sequence[int], n_per_group: int = 100, n_templates: int = 4,
@@ -978,9 +991,10 @@ def _stack_models(models: Sequence[BatchedTransformer]) -> BatchedTransformer:
 
 def _map_seeds(fn: Callable, name: str, seeds: Sequence[int], seeds_per_chunk: int | None,
                scheduler: str | None, cfg: TrainConfig | None, progress: Callable | None,
-               **kw) -> list[dict]:
+               workers: int = 1, **kw) -> list[dict]:
     """``fn`` (a chunk function) over the groups of :func:`_seed_groups`, by
-    :func:`countingargs.chunks.map_chunks`: the chunks' results in seed order."""
+    :func:`countingargs.chunks.map_chunks` (``workers`` chunks at once in process): the
+    chunks' results in seed order."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("need at least one seed")
@@ -988,7 +1002,7 @@ def _map_seeds(fn: Callable, name: str, seeds: Sequence[int], seeds_per_chunk: i
     cfg_d = dataclasses.asdict(cfg or TrainConfig())
     chunks = [dict(seed=g[0], chunk=i, seeds=g, cfg=cfg_d, progress=progress is not None, **kw)
               for i, g in enumerate(_seed_groups(seeds, seeds_per_chunk, scheduler))]
-    return map_chunks(fn, chunks, name=name, scheduler=scheduler).results
+    return map_chunks(fn, chunks, name=name, scheduler=scheduler, workers=workers).results
 
 
 def _merged(parts: Sequence[dict]) -> dict:
@@ -1031,7 +1045,7 @@ def experiment_chunk(seed: int, chunk: int, seeds: list, cfg: dict, pretrain_cfg
 def run_experiment(seeds: Sequence[int], cfg: TrainConfig | None = None,
                    pretrain_cfg: TrainConfig | None = None, base_per_seed: bool = False,
                    progress: Callable | None = None, scheduler: str | None = None,
-                   seeds_per_chunk: int | None = None, **kw) -> dict:
+                   seeds_per_chunk: int | None = None, workers: int = 1, **kw) -> dict:
     """Draw facts for each seed, pretrain on prompt episodes, then train one model per seed on
     the facts of the weights and on prompt episodes, and evaluate both; the arguments and the
     returned dict are those of :func:`_experiment_group` (the body of one chunk).
@@ -1039,13 +1053,14 @@ def run_experiment(seeds: Sequence[int], cfg: TrainConfig | None = None,
     The seeds are trained in groups of ``seeds_per_chunk`` (None: all in one batch in process,
     one seed per chunk on a cluster), one :func:`experiment_chunk` each, run by
     :func:`countingargs.chunks.map_chunks` on ``scheduler`` (None: ``COUNTINGARGS_SCHEDULER``);
-    the tables are the same whatever the grouping and wherever the chunks run (CPU). A shared
-    pretrained base is trained once per process. ``progress``: any value shows the trainings'
+    the tables are the same whatever the grouping and wherever the chunks run (CPU). In process,
+    ``workers`` chunks run at once in threads. A shared pretrained base is trained once per
+    process (chunks in threads wait for it). ``progress``: any value shows the trainings'
     progress bars (:func:`countingargs.stats.progress`)."""
     pre_d = dataclasses.asdict(pretrain_cfg) if pretrain_cfg is not None else None
     name = "ch05-" + ("ratio" if kw.get("context_batch", 16) > 0 else "main")
     parts = _map_seeds(experiment_chunk, name, seeds, seeds_per_chunk, scheduler, cfg, progress,
-                       pretrain_cfg=pre_d, base_per_seed=bool(base_per_seed), **kw)
+                       workers, pretrain_cfg=pre_d, base_per_seed=bool(base_per_seed), **kw)
     if pretrain_cfg is not None and not base_per_seed:   # one shared base: its log once
         parts = [parts[0]] + [dict(p, log=p["log"][p["log"]["phase"] != "pretraining"])
                               for p in parts[1:]]
@@ -1064,11 +1079,11 @@ def twohop_long_chunk(seed: int, chunk: int, seeds: list, cfg: dict, progress: b
 
 def run_twohop_long(seeds: Sequence[int], cfg: TrainConfig | None = None,
                     progress: Callable | None = None, scheduler: str | None = None,
-                    seeds_per_chunk: int | None = None, **kw) -> dict:
+                    seeds_per_chunk: int | None = None, workers: int = 1, **kw) -> dict:
     """:func:`_twohop_long_group` (arguments and returned dict) in chunks of
-    ``seeds_per_chunk`` seeds, as :func:`run_experiment`."""
+    ``seeds_per_chunk`` seeds, ``workers`` at once in process, as :func:`run_experiment`."""
     return _merged(_map_seeds(twohop_long_chunk, "ch05-long", seeds, seeds_per_chunk, scheduler,
-                              cfg, progress, **kw))
+                              cfg, progress, workers, **kw))
 
 def paper_numbers() -> pd.DataFrame:
     """Berglund et al.'s fictitious-celebrity results for their largest model (davinci, GPT-3
