@@ -27,8 +27,7 @@ import pandas as pd
 import torch
 
 from countingargs.chapters.ch05_reversal import experiment as ex
-from countingargs.nets import seeding
-from countingargs.nets.transformer import BatchedTransformer, TrainConfig, train_lm
+from countingargs.nets.transformer import TrainConfig
 
 FACTS = dict(n_per_group=100, n_templates=4, n_countries=10, cities_per_country=4,
              persons_per_city=6, composed_per_city=4, unseen_cities_per_country=2)
@@ -67,28 +66,23 @@ def main() -> None:
     pre = TrainConfig(steps=a.steps, lr=a.lr, warmup=min(100, max(1, a.steps // 10)),
                       log_every=max(1, a.steps // 20))
     queries = ex.build_queries([facts], twohop=False, curse=False, context_k=a.k, seeds=[0])
-    # the chapter's pretrain_on_prompts written out (the variants change it), scored as it goes
-    sampler = ex.EpisodeSampler([facts], [a.base_seed], a.k, a.share, a.questions,
-                                stream="base-episodes", twohop_mix=mix)
-    base = BatchedTransformer(1, facts.vocab.size, MODEL["d_model"], a.layers, MODEL["n_heads"],
-                              seq_len=max(ex.SEQ_LEN, sampler.length),
-                              seeds=[seeding.seed_int("ch05", "base-init", a.base_seed)])
     t0 = time.time()
 
-    def score(step: int) -> None:
-        s = ex.summarise(ex.evaluate(base, queries, [0], a.k))
+    def score(model, step: int) -> None:
+        s = ex.summarise(ex.evaluate(model, queries, [0], a.k))
         cells = "  ".join(f"{c.removeprefix('context/')} {acc:.3f}"
                           for c, acc in zip(s.condition, s.accuracy))
         print(f"step {step:>5} ({time.time() - t0:.0f} s): {cells}", flush=True)
 
     if not a.finetune_steps:
-        train_lm(base, None, pre, [a.base_seed], extra=lambda step: sampler.sample(a.batch),
-                 callback=score, callback_every=a.every)
+        ex.pretrain_on_prompts(facts, [a.base_seed], pre, a.k, a.batch, a.share, a.questions,
+                               MODEL["d_model"], a.layers, MODEL["n_heads"], twohop_mix=mix,
+                               checkpoint=score, checkpoint_every=a.every)
         return
     # the chapter's shared base itself (kept in this process, so the fine-tuning reuses it)
     base, _ = ex._shared_base(facts, [0], pre, a.k, a.batch, a.share, a.questions,
                               MODEL["d_model"], MODEL["n_layers"], MODEL["n_heads"])
-    score(a.steps)
+    score(base, a.steps)
 
     cfg = TrainConfig(steps=a.finetune_steps, batch_size=128, lr=a.finetune_lr,
                       warmup=min(100, a.finetune_steps // 10),

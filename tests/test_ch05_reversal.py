@@ -556,3 +556,17 @@ def test_pretrain_settings_name_what_is_wrong():
                        ([10, 8, 0], "learning rate"), ([10, 8, True], "learning rate")]:
         with pytest.raises(ValueError, match=match):
             R.pretrain_settings(bad)
+
+
+def test_pretraining_checkpoints_see_the_model_being_trained(facts):
+    seen = []
+    cfg = T.TrainConfig(steps=5, lr=1e-2, warmup=1, log_every=1)
+    args = (facts, [0], cfg, 2, 4, 0.5, 2, 16, 1, 2)
+    base, log = R.pretrain_on_prompts(
+        *args, checkpoint=lambda m, step: seen.append((step, m.w["tok"].detach().clone())),
+        checkpoint_every=2)
+    assert [s for s, _ in seen] == [2, 4, 5]
+    assert torch.equal(seen[-1][1], base.w["tok"]) and not torch.equal(seen[0][1], seen[-1][1])
+    # checkpoints do not change the training
+    plain, _ = R.pretrain_on_prompts(*args)
+    assert torch.equal(plain.w["tok"], base.w["tok"])

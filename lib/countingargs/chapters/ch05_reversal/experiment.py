@@ -767,19 +767,25 @@ def _train_and_track(model, corpus, cfg, seeds, stream, small, k, progress, chec
 
 def pretrain_on_prompts(facts: Facts, base_seeds: Sequence[int], cfg: TrainConfig, k: int,
                         batch: int, twohop_share: float, questions: int, d_model: int,
-                        n_layers: int, n_heads: int, progress: Callable | None = None
-                        ) -> tuple[BatchedTransformer, pd.DataFrame]:
+                        n_layers: int, n_heads: int, progress: Callable | None = None,
+                        twohop_mix: Sequence[float] | None = None,
+                        checkpoint: Callable[[BatchedTransformer, int], None] | None = None,
+                        checkpoint_every: int = 0) -> tuple[BatchedTransformer, pd.DataFrame]:
     """Pretrain ``len(base_seeds)`` models on prompt episodes only (reading facts from the
     prompt), before any fact of the weights: the toy's stand-in for the pretraining that gives a
     language model its in-context abilities. Episodes come from the shared episode pool of
-    ``facts``. Returns the models and the training log (``loss_extra``: the episode loss)."""
+    ``facts``. Returns the models and the training log (``loss_extra``: the episode loss).
+    For pilots: ``twohop_mix`` (see :class:`EpisodeSampler`) and ``checkpoint(models, step)``,
+    called every ``checkpoint_every`` steps and at the end."""
     sampler = EpisodeSampler([facts] * len(base_seeds), base_seeds, k, twohop_share, questions,
-                             stream="base-episodes")
+                             stream="base-episodes", twohop_mix=twohop_mix)
     base = BatchedTransformer(len(base_seeds), facts.vocab.size, d_model, n_layers, n_heads,
                               seq_len=max(SEQ_LEN, sampler.length),
                               seeds=[seeding.seed_int("ch05", "base-init", b) for b in base_seeds])
     log = train_lm(base, None, cfg, base_seeds, extra=lambda step: sampler.sample(batch),
-                   progress=progress, desc="ch05 pretraining on prompts")
+                   progress=progress, desc="ch05 pretraining on prompts",
+                   callback=(lambda step: checkpoint(base, step)) if checkpoint else None,
+                   callback_every=checkpoint_every)
     return base, log
 
 
